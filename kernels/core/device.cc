@@ -1,0 +1,38 @@
+// Device parsing and the CPU side of device queries.
+#include "kernels/core/device.h"
+
+#if defined(DRGRAD_WITH_CUDA)
+#include "kernels/core/cuda_check.h"
+#endif
+
+namespace drgrad::kernels {
+
+Device parse_device(const std::string& text) {
+  if (text == "cpu") return Device::cpu();
+  if (text == "cuda") return Device::cuda(0);
+  if (text.rfind("cuda:", 0) == 0) {
+    const std::string digits = text.substr(5);
+    if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos) {
+      return Device::cuda(std::stoi(digits));
+    }
+  }
+  throw std::invalid_argument("unknown device '" + text + "': use \"cpu\", \"cuda\" or \"cuda:N\"");
+}
+
+bool built_with_cuda() {
+#if defined(DRGRAD_WITH_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+int cuda_device_count() {
+#if defined(DRGRAD_WITH_CUDA)
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+}  // namespace drgrad::kernels

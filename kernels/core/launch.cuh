@@ -1,0 +1,25 @@
+// Launch helpers shared by the CUDA twins: block size, grid size for element-wise kernels, and
+// the stream of an op's context.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/core/device.h"
+
+namespace drgrad::kernels::cuda {
+
+inline constexpr int kBlockSize = 256;
+
+// Enough blocks to cover n elements with kBlockSize threads, capped (kernels use grid-stride
+// loops beyond the cap).
+inline unsigned grid_for(std::int64_t n) {
+  const std::int64_t blocks = (n + kBlockSize - 1) / kBlockSize;
+  return static_cast<unsigned>(std::clamp<std::int64_t>(blocks, 1, 65535 * 8));
+}
+
+inline cudaStream_t stream_of(const Context& ctx) { return static_cast<cudaStream_t>(ctx.stream); }
+
+}  // namespace drgrad::kernels::cuda
