@@ -16,8 +16,12 @@ struct Tensor::Storage {
   Storage& operator=(const Storage&) = delete;
 };
 
-std::size_t dtype_size(DType dtype) { return dtype == DType::kFloat32 ? 4 : 8; }
-const char* dtype_name(DType dtype) { return dtype == DType::kFloat32 ? "float32" : "float64"; }
+std::size_t dtype_size(DType dtype) {
+  return dtype == DType::kFloat32 ? 4 : 8;
+}
+const char* dtype_name(DType dtype) {
+  return dtype == DType::kFloat32 ? "float32" : "float64";
+}
 
 std::string shape_to_string(const Shape& shape) {
   std::string text = "[";
@@ -31,7 +35,8 @@ Tensor::Tensor(Shape shape, DType dtype, Device device)
     : shape_(std::move(shape)), dtype_(dtype), device_(device) {
   numel_ = 1;
   for (const auto extent : shape_) {
-    if (extent < 0) throw std::invalid_argument("negative extent in shape " + shape_to_string(shape_));
+    if (extent < 0)
+      throw std::invalid_argument("negative extent in shape " + shape_to_string(shape_));
     numel_ *= extent;
   }
   storage_ = std::make_shared<Storage>(device, bytes());
@@ -64,7 +69,9 @@ void Tensor::check_dtype(DType requested) const {
   }
 }
 
-void Tensor::zero_() { kernels::zero_bytes(device_, data_, bytes()); }
+void Tensor::zero_() {
+  kernels::zero_bytes(device_, data_, bytes());
+}
 
 Tensor Tensor::reshaped(Shape shape) const {
   std::int64_t count = 1;
@@ -78,7 +85,9 @@ Tensor Tensor::reshaped(Shape shape) const {
   return view;
 }
 
-Tensor Tensor::clone() const { return to(device_); }
+Tensor Tensor::clone() const {
+  return to(device_);
+}
 
 Tensor Tensor::to(Device device) const {
   Tensor copy(shape_, dtype_, device);

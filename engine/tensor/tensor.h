@@ -44,7 +44,7 @@ class Tensor {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   std::size_t bytes() const { return static_cast<std::size_t>(numel_) * dtype_size(dtype_); }
-  bool defined() const { return storage_ != nullptr || numel_ == 0 && !shape_.empty(); }
+  bool defined() const { return storage_ != nullptr; }
 
   // Typed pointers; throw std::logic_error when T does not match the tensor's dtype.
   template <typename T>

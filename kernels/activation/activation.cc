@@ -19,10 +19,14 @@ Activation parse_activation(const std::string& name) {
 
 const char* activation_name(Activation activation) {
   switch (activation) {
-    case Activation::kIdentity: return "identity";
-    case Activation::kRelu: return "relu";
-    case Activation::kMish: return "mish";
-    case Activation::kSigmoid: return "sigmoid";
+    case Activation::kIdentity:
+      return "identity";
+    case Activation::kRelu:
+      return "relu";
+    case Activation::kMish:
+      return "mish";
+    case Activation::kSigmoid:
+      return "sigmoid";
   }
   return "?";
 }
@@ -59,8 +63,7 @@ void activation_forward(Activation f, const T* x, T* y, std::int64_t n) {
 }
 
 template <typename T>
-void activation_backward(Activation f, const T* x, const T* y, const T* dy, T* dx,
-                         std::int64_t n) {
+void activation_backward(Activation f, const T* x, const T* y, const T* dy, T* dx, std::int64_t n) {
   switch (f) {
     case Activation::kIdentity:
       for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i];
@@ -85,8 +88,8 @@ template void activation_forward<float>(Activation, const float*, float*, std::i
 template void activation_forward<double>(Activation, const double*, double*, std::int64_t);
 template void activation_backward<float>(Activation, const float*, const float*, const float*,
                                          float*, std::int64_t);
-template void activation_backward<double>(Activation, const double*, const double*,
-                                          const double*, double*, std::int64_t);
+template void activation_backward<double>(Activation, const double*, const double*, const double*,
+                                          double*, std::int64_t);
 }  // namespace cpu
 
 template <typename T>
@@ -106,7 +109,7 @@ template void activation_forward<double>(const Context&, Activation, const doubl
                                          std::int64_t);
 template void activation_backward<float>(const Context&, Activation, const float*, const float*,
                                          const float*, float*, std::int64_t);
-template void activation_backward<double>(const Context&, Activation, const double*,
-                                          const double*, const double*, double*, std::int64_t);
+template void activation_backward<double>(const Context&, Activation, const double*, const double*,
+                                          const double*, double*, std::int64_t);
 
 }  // namespace drgrad::kernels

@@ -28,13 +28,11 @@ namespace cpu {
 template <typename T>
 void activation_forward(Activation f, const T* x, T* y, std::int64_t n);
 template <typename T>
-void activation_backward(Activation f, const T* x, const T* y, const T* dy, T* dx,
-                         std::int64_t n);
+void activation_backward(Activation f, const T* x, const T* y, const T* dy, T* dx, std::int64_t n);
 }  // namespace cpu
 
 namespace cuda {
-void activation_forward(const Context& ctx, Activation f, const float* x, float* y,
-                        std::int64_t n);
+void activation_forward(const Context& ctx, Activation f, const float* x, float* y, std::int64_t n);
 void activation_backward(const Context& ctx, Activation f, const float* x, const float* y,
                          const float* dy, float* dx, std::int64_t n);
 }  // namespace cuda

@@ -23,17 +23,17 @@ int device_count();
 
 }  // namespace drgrad::kernels::cuda
 
-#define DRGRAD_CUDA_CHECK(call)                                                       \
-  do {                                                                                \
-    const int drgrad_status_ = static_cast<int>(call);                                \
-    if (drgrad_status_ != 0)                                                          \
+#define DRGRAD_CUDA_CHECK(call)                                                             \
+  do {                                                                                      \
+    const int drgrad_status_ = static_cast<int>(call);                                      \
+    if (drgrad_status_ != 0)                                                                \
       ::drgrad::kernels::cuda::throw_cuda_error(drgrad_status_, #call, __FILE__, __LINE__); \
   } while (0)
 
-#define DRGRAD_CUBLAS_CHECK(call)                                                       \
-  do {                                                                                  \
-    const int drgrad_status_ = static_cast<int>(call);                                  \
-    if (drgrad_status_ != 0)                                                            \
+#define DRGRAD_CUBLAS_CHECK(call)                                                             \
+  do {                                                                                        \
+    const int drgrad_status_ = static_cast<int>(call);                                        \
+    if (drgrad_status_ != 0)                                                                  \
       ::drgrad::kernels::cuda::throw_cublas_error(drgrad_status_, #call, __FILE__, __LINE__); \
   } while (0)
 

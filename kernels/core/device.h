@@ -53,8 +53,8 @@ int cuda_device_count();
 #if defined(DRGRAD_WITH_CUDA)
 #define DRGRAD_CUDA_TWIN(call) call
 #else
-#define DRGRAD_CUDA_TWIN(call)                                                              \
-  throw ::drgrad::kernels::NotSupportedError(                                               \
+#define DRGRAD_CUDA_TWIN(call)                                                             \
+  throw ::drgrad::kernels::NotSupportedError(                                              \
       "this drgrad build has no CUDA backend; rebuild with -DDRGRAD_CUDA=ON on a machine " \
       "with the CUDA toolkit, or run on device = \"cpu\"")
 #endif

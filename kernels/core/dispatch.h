@@ -18,15 +18,15 @@ namespace drgrad::kernels {
 
 // DRGRAD_DISPATCH(T, ctx, op, args...): calls cuda::op(ctx, args...) for float on a CUDA device,
 // otherwise cpu::op(args...) (the CPU twin needs no context).
-#define DRGRAD_DISPATCH(T, ctx, op, ...)                                  \
-  do {                                                                    \
-    if ((ctx).device.is_cuda()) {                                         \
-      if constexpr (std::is_same_v<T, float>) {                           \
-        DRGRAD_CUDA_TWIN(cuda::op((ctx), __VA_ARGS__));                   \
-        return;                                                           \
-      } else {                                                            \
-        ::drgrad::kernels::throw_double_on_cuda(#op);                     \
-      }                                                                   \
-    }                                                                     \
-    cpu::op(__VA_ARGS__);                                                 \
+#define DRGRAD_DISPATCH(T, ctx, op, ...)                \
+  do {                                                  \
+    if ((ctx).device.is_cuda()) {                       \
+      if constexpr (std::is_same_v<T, float>) {         \
+        DRGRAD_CUDA_TWIN(cuda::op((ctx), __VA_ARGS__)); \
+        return;                                         \
+      } else {                                          \
+        ::drgrad::kernels::throw_double_on_cuda(#op);   \
+      }                                                 \
+    }                                                   \
+    cpu::op(__VA_ARGS__);                               \
   } while (0)

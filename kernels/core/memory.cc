@@ -15,7 +15,9 @@ void* allocate(std::size_t bytes) {
   if (pointer == nullptr) throw std::bad_alloc();
   return pointer;
 }
-void release(void* pointer) { std::free(pointer); }
+void release(void* pointer) {
+  std::free(pointer);
+}
 }  // namespace cpu
 
 void* allocate(Device device, std::size_t bytes) {
@@ -26,7 +28,7 @@ void* allocate(Device device, std::size_t bytes) {
 void release(Device device, void* pointer) {
   if (pointer == nullptr) return;
   if (device.is_cuda()) {
-    DRGRAD_CUDA_TWIN(cuda::release(device.index, pointer); return);
+    DRGRAD_CUDA_TWIN(cuda::release(device.index, pointer); return );
   }
   cpu::release(pointer);
 }
@@ -35,7 +37,7 @@ void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src
                 std::size_t bytes) {
   if (bytes == 0) return;
   if (dst_device.is_cuda() || src_device.is_cuda()) {
-    DRGRAD_CUDA_TWIN(cuda::copy_bytes(dst_device, dst, src_device, src, bytes); return);
+    DRGRAD_CUDA_TWIN(cuda::copy_bytes(dst_device, dst, src_device, src, bytes); return );
   }
   std::memcpy(dst, src, bytes);
 }
@@ -43,7 +45,7 @@ void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src
 void zero_bytes(Device device, void* pointer, std::size_t bytes) {
   if (bytes == 0) return;
   if (device.is_cuda()) {
-    DRGRAD_CUDA_TWIN(cuda::zero_bytes(device.index, pointer, bytes); return);
+    DRGRAD_CUDA_TWIN(cuda::zero_bytes(device.index, pointer, bytes); return );
   }
   std::memset(pointer, 0, bytes);
 }

@@ -15,9 +15,9 @@ void* allocate(int device_index, std::size_t bytes) {
     cudaGetLastError();
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);
-    throw CudaError("cudaMalloc of " + std::to_string(bytes) + " bytes on cuda:" +
-                    std::to_string(device_index) + " failed (" + cudaGetErrorString(status) +
-                    "); free " + std::to_string(free_bytes) + " of " +
+    throw CudaError("cudaMalloc of " + std::to_string(bytes) +
+                    " bytes on cuda:" + std::to_string(device_index) + " failed (" +
+                    cudaGetErrorString(status) + "); free " + std::to_string(free_bytes) + " of " +
                     std::to_string(total_bytes) + " bytes. Reduce the batch size or model.");
   }
   return pointer;

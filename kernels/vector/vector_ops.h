@@ -1,0 +1,39 @@
+// Vector helpers used between layers: strided row copies (concatenating feature blocks),
+// y += alpha x, scaling, and dot products / squared norms for gradient statistics.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/core/device.h"
+
+namespace drgrad::kernels {
+
+// dst[r * dst_stride + c] = src[r * src_stride + c] (accumulate: +=) for r < rows, c < cols.
+template <typename T>
+void copy_rows(const Context& ctx, const T* src, std::int64_t src_stride, T* dst,
+               std::int64_t dst_stride, std::int64_t rows, std::int64_t cols, bool accumulate);
+// y[i] += alpha * x[i]
+template <typename T>
+void axpy(const Context& ctx, std::int64_t n, T alpha, const T* x, T* y);
+// Returns sum_i x[i] * y[i], computed in double and in a fixed order. Blocks on the device.
+template <typename T>
+double dot(const Context& ctx, std::int64_t n, const T* x, const T* y);
+
+namespace cpu {
+template <typename T>
+void copy_rows(const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride,
+               std::int64_t rows, std::int64_t cols, bool accumulate);
+template <typename T>
+void axpy(std::int64_t n, T alpha, const T* x, T* y);
+template <typename T>
+double dot(std::int64_t n, const T* x, const T* y);
+}  // namespace cpu
+
+namespace cuda {
+void copy_rows(const Context& ctx, const float* src, std::int64_t src_stride, float* dst,
+               std::int64_t dst_stride, std::int64_t rows, std::int64_t cols, bool accumulate);
+void axpy(const Context& ctx, std::int64_t n, float alpha, const float* x, float* y);
+double dot(const Context& ctx, std::int64_t n, const float* x, const float* y);
+}  // namespace cuda
+
+}  // namespace drgrad::kernels
