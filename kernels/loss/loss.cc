@@ -1,6 +1,7 @@
 // CPU twin of the per-task losses, argument checks, and the dispatch between CPU and CUDA.
 #include "kernels/loss/loss.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
