@@ -1,6 +1,7 @@
 // Tensor storage and copies, through kernels/core/memory.h so that no device branch is needed.
 #include "engine/tensor/tensor.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/core/memory.h"
@@ -61,6 +62,7 @@ Tensor Tensor::from_vector(Shape shape, const std::vector<T>& values) {
 }
 template Tensor Tensor::from_vector<float>(Shape, const std::vector<float>&);
 template Tensor Tensor::from_vector<double>(Shape, const std::vector<double>&);
+template Tensor Tensor::from_vector<std::int64_t>(Shape, const std::vector<std::int64_t>&);
 
 void Tensor::check_dtype(DType requested) const {
   if (requested != dtype_) {
@@ -82,6 +84,20 @@ Tensor Tensor::reshaped(Shape shape) const {
   }
   Tensor view = *this;
   view.shape_ = std::move(shape);
+  return view;
+}
+
+Tensor Tensor::narrow_first(std::int64_t begin, std::int64_t count) const {
+  if (shape_.empty() || begin < 0 || count < 0 || begin + count > shape_[0]) {
+    throw std::out_of_range("narrow_first(" + std::to_string(begin) + ", " + std::to_string(count) +
+                            ") of " + shape_to_string(shape_));
+  }
+  Tensor view = *this;
+  view.shape_[0] = count;
+  view.numel_ = shape_[0] == 0 ? 0 : numel_ / shape_[0] * count;
+  view.data_ = static_cast<char*>(data_) + static_cast<std::size_t>(begin) *
+                                               (numel_ / std::max<std::int64_t>(shape_[0], 1)) *
+                                               dtype_size(dtype_);
   return view;
 }
 
@@ -113,5 +129,6 @@ std::vector<T> Tensor::to_vector() const {
 }
 template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<std::int64_t> Tensor::to_vector<std::int64_t>() const;
 
 }  // namespace drgrad::engine

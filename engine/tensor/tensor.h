@@ -14,12 +14,16 @@ namespace drgrad::engine {
 
 using kernels::Device;
 
-enum class DType { kFloat32, kFloat64 };
+enum class DType { kFloat32, kFloat64, kInt64 };
 
 template <typename T>
 constexpr DType dtype_of() {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double only");
-  return std::is_same_v<T, float> ? DType::kFloat32 : DType::kFloat64;
+  static_assert(
+      std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::int64_t>,
+      "tensors hold float, double or int64");
+  if constexpr (std::is_same_v<T, float>) return DType::kFloat32;
+  if constexpr (std::is_same_v<T, double>) return DType::kFloat64;
+  return DType::kInt64;
 }
 std::size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);
@@ -55,6 +59,8 @@ class Tensor {
   void zero_();
   // Same memory, another shape with the same element count.
   Tensor reshaped(Shape shape) const;
+  // A view of `count` entries along the first axis starting at `begin`, sharing this memory.
+  Tensor narrow_first(std::int64_t begin, std::int64_t count) const;
   // A deep copy, optionally on another device.
   Tensor clone() const;
   Tensor to(Device device) const;

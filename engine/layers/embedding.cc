@@ -1,0 +1,154 @@
+// Embedding bags: id mapping and per-batch plans on the host, pooling through
+// kernels/embedding.
+#include "engine/layers/embedding.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "kernels/vector/vector_ops.h"
+
+namespace drgrad::engine {
+
+std::int64_t hashed_row(std::int64_t id, std::int64_t vocabulary_size) {
+  if (id >= 0 && id < vocabulary_size) return id;
+  // splitmix64 finaliser: spreads nearby ids over the whole table.
+  std::uint64_t z = static_cast<std::uint64_t>(id) + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<std::int64_t>(z % static_cast<std::uint64_t>(vocabulary_size));
+}
+
+template <typename T>
+EmbeddingBag<T>::EmbeddingBag(LayerBuilder& builder, const EmbeddingSlotSpec& spec)
+    : ctx_(builder.ctx), spec_(spec) {
+  if (spec.vocabulary_size <= 0) {
+    throw std::invalid_argument("sparse slot '" + spec.name +
+                                "' has no vocabulary size; set features.slot vocabulary_size");
+  }
+  std::vector<T> initial(static_cast<std::size_t>(spec.vocabulary_size * spec.dim));
+  for (auto& value : initial) value = static_cast<T>(builder.random.uniform(-0.05, 0.05));
+  table_ = &builder.store.add<T>("embeddings/" + spec.name, "embeddings",
+                                 {spec.vocabulary_size, spec.dim}, initial, true);
+}
+
+template <typename T>
+void EmbeddingBag<T>::forward(const io::SparseColumn& column, std::int64_t batch, Tensor& out,
+                              std::int64_t column_offset) {
+  const auto num_ids = static_cast<std::int64_t>(column.ids.size());
+  std::vector<std::int64_t> rows(column.ids.size());
+  for (std::int64_t b = 0; b < batch; ++b) {
+    for (std::int64_t i = column.offsets[b]; i < column.offsets[b + 1]; ++i) {
+      const std::int64_t id = column.ids[i];
+      if (id >= 0 && id < spec_.vocabulary_size) {
+        rows[i] = id;
+      } else if (spec_.out_of_range == OutOfRange::kHash) {
+        rows[i] = hashed_row(id, spec_.vocabulary_size);
+      } else {
+        throw SparseIdError("sparse slot '" + spec_.name + "': id " + std::to_string(id) +
+                            " of sample " + std::to_string(b) + " is outside the vocabulary [0, " +
+                            std::to_string(spec_.vocabulary_size) +
+                            "); raise vocabulary_size or set out_of_range = \"hash\" for it");
+      }
+    }
+  }
+  // Distinct rows, and for each the samples that hold it (in sample order).
+  std::vector<std::int64_t> order(rows.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::int64_t a, std::int64_t b) { return rows[a] < rows[b]; });
+  std::vector<std::int64_t> sample_of(rows.size());
+  for (std::int64_t b = 0; b < batch; ++b) {
+    for (std::int64_t i = column.offsets[b]; i < column.offsets[b + 1]; ++i) sample_of[i] = b;
+  }
+  unique_rows_.clear();
+  std::vector<std::int64_t> occurrence_offsets{0}, occurrence_samples;
+  occurrence_samples.reserve(rows.size());
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const std::int64_t row = rows[order[k]];
+    if (unique_rows_.empty() || unique_rows_.back() != row) {
+      if (!unique_rows_.empty()) {
+        occurrence_offsets.push_back(static_cast<std::int64_t>(occurrence_samples.size()));
+      }
+      unique_rows_.push_back(row);
+    }
+    occurrence_samples.push_back(sample_of[order[k]]);
+  }
+  if (!unique_rows_.empty()) {
+    occurrence_offsets.push_back(static_cast<std::int64_t>(occurrence_samples.size()));
+  }
+  const Device device = out.device();
+  batch_ = batch;
+  rows_ = Tensor::from_vector<std::int64_t>({num_ids}, rows).to(device);
+  offsets_ = Tensor::from_vector<std::int64_t>({batch + 1}, column.offsets).to(device);
+  occurrence_offsets_ =
+      Tensor::from_vector<std::int64_t>({static_cast<std::int64_t>(occurrence_offsets.size())},
+                                        occurrence_offsets)
+          .to(device);
+  occurrence_samples_ = Tensor::from_vector<std::int64_t>({num_ids}, occurrence_samples).to(device);
+  kernels::embedding_bag_forward<T>(ctx_, table_->value.data<T>(), spec_.dim,
+                                    rows_.data<std::int64_t>(), offsets_.data<std::int64_t>(),
+                                    batch, spec_.pooling, out.data<T>() + column_offset,
+                                    out.dim(1));
+}
+
+template <typename T>
+void EmbeddingBag<T>::backward(const Tensor& d_out, std::int64_t column_offset) {
+  const auto num_unique = static_cast<std::int64_t>(unique_rows_.size());
+  Tensor row_gradients(Shape{num_unique, spec_.dim}, dtype_of<T>(), d_out.device());
+  kernels::embedding_bag_backward<T>(
+      ctx_, d_out.data<T>() + column_offset, d_out.dim(1), spec_.dim, offsets_.data<std::int64_t>(),
+      spec_.pooling, occurrence_offsets_.data<std::int64_t>(),
+      occurrence_samples_.data<std::int64_t>(), num_unique, row_gradients.data<T>());
+  table_->gradient = row_gradients;
+  table_->touched_rows = unique_rows_;
+  table_->touched_rows_device =
+      Tensor::from_vector<std::int64_t>({num_unique}, unique_rows_).to(d_out.device());
+}
+
+template <typename T>
+FeatureInput<T>::FeatureInput(LayerBuilder& builder, std::int64_t num_dense,
+                              const std::vector<EmbeddingSlotSpec>& slots)
+    : ctx_(builder.ctx), num_dense_(num_dense) {
+  std::int64_t width = num_dense;
+  slots_.reserve(slots.size());
+  for (const auto& spec : slots) {
+    slots_.emplace_back(builder, spec);
+    slot_offsets_.push_back(width);
+    width += spec.dim;
+  }
+  out_features_ = width;
+}
+
+template <typename T>
+Tensor FeatureInput<T>::forward(const io::Batch& batch) {
+  if (batch.sparse.size() != slots_.size()) {
+    throw std::invalid_argument("batch has " + std::to_string(batch.sparse.size()) +
+                                " sparse slots, the model expects " +
+                                std::to_string(slots_.size()));
+  }
+  const std::int64_t n = batch.size;
+  Tensor input(Shape{n, out_features_}, dtype_of<T>(), ctx_.device);
+  if (num_dense_ > 0) {
+    std::vector<T> dense(batch.dense.begin(), batch.dense.end());
+    const Tensor dense_block = Tensor::from_vector<T>({n, num_dense_}, dense).to(ctx_.device);
+    kernels::copy_rows<T>(ctx_, dense_block.data<T>(), num_dense_, input.data<T>(), out_features_,
+                          n, num_dense_, false);
+  }
+  for (std::size_t s = 0; s < slots_.size(); ++s) {
+    slots_[s].forward(batch.sparse[s], n, input, slot_offsets_[s]);
+  }
+  return input;
+}
+
+template <typename T>
+void FeatureInput<T>::backward(const Tensor& d_input) {
+  for (std::size_t s = 0; s < slots_.size(); ++s) slots_[s].backward(d_input, slot_offsets_[s]);
+}
+
+template class EmbeddingBag<float>;
+template class EmbeddingBag<double>;
+template class FeatureInput<float>;
+template class FeatureInput<double>;
+
+}  // namespace drgrad::engine

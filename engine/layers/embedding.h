@@ -1,0 +1,84 @@
+// Embedding bags over the sparse slots of a batch, and the feature input that concatenates the
+// dense block with every slot's pooled embedding into the backbone's input matrix.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/layers/layer_builder.h"
+#include "io/data/batch.h"
+#include "kernels/embedding/embedding_bag.h"
+
+namespace drgrad::engine {
+
+// What to do with an id outside [0, vocabulary_size).
+enum class OutOfRange { kError, kHash };
+
+struct EmbeddingSlotSpec {
+  std::string name;
+  std::int64_t vocabulary_size = 0;
+  std::int64_t dim = 8;
+  kernels::Pooling pooling = kernels::Pooling::kSum;
+  OutOfRange out_of_range = OutOfRange::kError;
+};
+
+// Thrown for ids that a slot cannot place; the message names the slot, sample and id.
+class SparseIdError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Row of the table for `id`: the id itself when inside the vocabulary, otherwise (hash mode) a
+// 64-bit mix of the id modulo the vocabulary size. Exposed for tests.
+std::int64_t hashed_row(std::int64_t id, std::int64_t vocabulary_size);
+
+template <typename T>
+class EmbeddingBag {
+ public:
+  // Registers "embeddings/<slot>" [vocabulary, dim] with row-sparse gradients, initialised
+  // uniformly in [-0.05, 0.05].
+  EmbeddingBag(LayerBuilder& builder, const EmbeddingSlotSpec& spec);
+
+  // Pools the bags of `column` into columns [column_offset, column_offset + dim) of out
+  // ([batch, out.dim(1)]).
+  void forward(const io::SparseColumn& column, std::int64_t batch, Tensor& out,
+               std::int64_t column_offset);
+  // Reads the same columns of d_out and sets the table's touched rows and their gradients.
+  void backward(const Tensor& d_out, std::int64_t column_offset);
+
+  const EmbeddingSlotSpec& spec() const { return spec_; }
+  Parameter& table() { return *table_; }
+
+ private:
+  kernels::Context ctx_;
+  EmbeddingSlotSpec spec_;
+  Parameter* table_;
+  // Per-batch plan, built on the host: table row of every id, the bag offsets, and for every
+  // distinct row the samples it occurs in (so that backward needs no atomics).
+  std::int64_t batch_ = 0;
+  std::vector<std::int64_t> unique_rows_;
+  Tensor rows_, offsets_, occurrence_offsets_, occurrence_samples_;
+};
+
+// Dense features plus every slot's pooled embedding, side by side:
+// [batch, num_dense + sum of slot dims].
+template <typename T>
+class FeatureInput {
+ public:
+  FeatureInput(LayerBuilder& builder, std::int64_t num_dense,
+               const std::vector<EmbeddingSlotSpec>& slots);
+
+  Tensor forward(const io::Batch& batch);
+  void backward(const Tensor& d_input);
+  std::int64_t out_features() const { return out_features_; }
+  std::vector<EmbeddingBag<T>>& slots() { return slots_; }
+
+ private:
+  kernels::Context ctx_;
+  std::int64_t num_dense_;
+  std::int64_t out_features_;
+  std::vector<EmbeddingBag<T>> slots_;
+  std::vector<std::int64_t> slot_offsets_;
+};
+
+}  // namespace drgrad::engine

@@ -1,0 +1,36 @@
+// Softmax gate of a mixture of experts: probabilities = softmax(x W + b) over the experts it
+// selects, and the gated combination of those experts' outputs.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/layers/linear.h"
+#include "kernels/gate/gate.h"
+
+namespace drgrad::engine {
+
+template <typename T>
+class SoftmaxGate {
+ public:
+  // Mixes the experts `selected` (indices into the level's expert-major output), reading an input
+  // of `in_features`.
+  SoftmaxGate(LayerBuilder& builder, const std::string& name, const std::string& group,
+              std::int64_t in_features, const std::vector<int>& selected);
+
+  // x: [batch, in]; experts: [all experts, batch, dim] -> [batch, dim].
+  Tensor forward(const Tensor& x, const Tensor& experts);
+  // d_out: [batch, dim]. Accumulates into d_experts ([all experts, batch, dim]) and returns the
+  // gradient with respect to x.
+  Tensor backward(const Tensor& d_out, Tensor& d_experts, bool need_input_gradient = true);
+
+  const Tensor& probabilities() const { return probabilities_; }
+
+ private:
+  kernels::Context ctx_;
+  kernels::ExpertSelection selection_;
+  Linear<T> logits_;
+  Tensor experts_, probabilities_;
+};
+
+}  // namespace drgrad::engine

@@ -1,0 +1,116 @@
+// Linear layer and MLP: matrix products through kernels/dense, activations through
+// kernels/activation.
+#include "engine/layers/linear.h"
+
+#include <stdexcept>
+
+#include "kernels/dense/gemm.h"
+
+namespace drgrad::engine {
+
+template <typename T>
+Linear<T>::Linear(LayerBuilder& builder, const std::string& name, const std::string& group,
+                  std::int64_t in_features, std::int64_t out_features,
+                  kernels::Activation activation)
+    : ctx_(builder.ctx),
+      in_features_(in_features),
+      out_features_(out_features),
+      activation_(activation) {
+  weight_ = &builder.store.add<T>(
+      name + "/weight", group, {in_features, out_features},
+      builder.xavier_uniform<T>(in_features * out_features, in_features, out_features));
+  bias_ = &builder.store.add<T>(name + "/bias", group, {out_features},
+                                std::vector<T>(static_cast<std::size_t>(out_features), T(0)));
+}
+
+template <typename T>
+Tensor Linear<T>::forward(const Tensor& x) {
+  if (x.rank() != 2 || x.dim(1) != in_features_) {
+    throw std::invalid_argument("linear layer expects [batch, " + std::to_string(in_features_) +
+                                "], got " + shape_to_string(x.shape()));
+  }
+  const std::int64_t batch = x.dim(0);
+  input_ = x;
+  Tensor y(Shape{batch, out_features_}, dtype_of<T>(), x.device());
+  kernels::GemmShape shape{false,        false,        batch,         out_features_,
+                           in_features_, in_features_, out_features_, out_features_};
+  kernels::gemm<T>(ctx_, shape, T(1), x.data<T>(), weight_->value.data<T>(), T(0), y.data<T>());
+  kernels::add_bias_rows<T>(ctx_, y.data<T>(), out_features_, bias_->value.data<T>(), batch,
+                            out_features_);
+  if (activation_ == kernels::Activation::kIdentity) {
+    output_ = y;
+    return y;
+  }
+  pre_activation_ = y;
+  output_ = Tensor(y.shape(), y.dtype(), y.device());
+  kernels::activation_forward<T>(ctx_, activation_, y.data<T>(), output_.data<T>(), y.numel());
+  return output_;
+}
+
+template <typename T>
+Tensor Linear<T>::backward(const Tensor& dy, bool need_input_gradient) {
+  const std::int64_t batch = input_.dim(0);
+  Tensor d_pre = dy;
+  if (activation_ != kernels::Activation::kIdentity) {
+    d_pre = Tensor(dy.shape(), dy.dtype(), dy.device());
+    kernels::activation_backward<T>(ctx_, activation_, pre_activation_.data<T>(), output_.data<T>(),
+                                    dy.data<T>(), d_pre.data<T>(), dy.numel());
+  }
+  // dW += x^T d_pre ; db += column sums of d_pre
+  kernels::GemmShape weight_shape{true,  false,        in_features_,  out_features_,
+                                  batch, in_features_, out_features_, out_features_};
+  kernels::gemm<T>(ctx_, weight_shape, T(1), input_.data<T>(), d_pre.data<T>(), T(1),
+                   weight_->gradient.data<T>());
+  kernels::column_sums<T>(ctx_, d_pre.data<T>(), out_features_, batch, out_features_, T(1),
+                          bias_->gradient.data<T>());
+  if (!need_input_gradient) return Tensor();
+  Tensor dx(Shape{batch, in_features_}, dtype_of<T>(), dy.device());
+  kernels::GemmShape input_shape{false,         true,          batch,         in_features_,
+                                 out_features_, out_features_, out_features_, in_features_};
+  kernels::gemm<T>(ctx_, input_shape, T(1), d_pre.data<T>(), weight_->value.data<T>(), T(0),
+                   dx.data<T>());
+  return dx;
+}
+
+template <typename T>
+Mlp<T>::Mlp(LayerBuilder& builder, const std::string& name, const std::string& group,
+            std::int64_t in_features, const std::vector<std::int64_t>& units,
+            kernels::Activation activation, bool activate_last)
+    : in_features_(in_features) {
+  std::int64_t width = in_features;
+  layers_.reserve(units.size());
+  for (std::size_t i = 0; i < units.size(); ++i) {
+    const bool last = i + 1 == units.size();
+    layers_.emplace_back(builder, name + "/layer" + std::to_string(i), group, width, units[i],
+                         last && !activate_last ? kernels::Activation::kIdentity : activation);
+    width = units[i];
+  }
+}
+
+template <typename T>
+Tensor Mlp<T>::forward(const Tensor& x) {
+  Tensor h = x;
+  for (auto& layer : layers_) h = layer.forward(h);
+  return h;
+}
+
+template <typename T>
+Tensor Mlp<T>::backward(const Tensor& dy, bool need_input_gradient) {
+  Tensor d = dy;
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    d = layers_[i].backward(d, i > 0 || need_input_gradient);
+  }
+  return d;
+}
+
+template <typename T>
+std::int64_t Mlp<T>::out_features() const {
+  return layers_.empty() ? in_features_ : layers_.back().out_features();
+}
+
+template class Linear<float>;
+template class Linear<double>;
+template class Mlp<float>;
+template class Mlp<double>;
+
+}  // namespace drgrad::engine

@@ -1,0 +1,61 @@
+// Linear (fully connected) layer y = x W + b with an optional activation, and the multi-layer
+// perceptron built from it. Forward keeps what backward needs; backward accumulates parameter
+// gradients into the store and returns the input gradient.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/layers/layer_builder.h"
+#include "kernels/activation/activation.h"
+
+namespace drgrad::engine {
+
+template <typename T>
+class Linear {
+ public:
+  // Registers "<name>/weight" [in, out] (Xavier uniform) and "<name>/bias" [out] (zeros).
+  Linear(LayerBuilder& builder, const std::string& name, const std::string& group,
+         std::int64_t in_features, std::int64_t out_features,
+         kernels::Activation activation = kernels::Activation::kIdentity);
+
+  // x: [batch, in] -> [batch, out].
+  Tensor forward(const Tensor& x);
+  // dy: [batch, out] -> dx [batch, in] (skipped, returning an empty tensor, when
+  // need_input_gradient is false, e.g. for a first layer fed by data).
+  Tensor backward(const Tensor& dy, bool need_input_gradient = true);
+
+  std::int64_t in_features() const { return in_features_; }
+  std::int64_t out_features() const { return out_features_; }
+  Parameter& weight() { return *weight_; }
+  Parameter& bias() { return *bias_; }
+
+ private:
+  kernels::Context ctx_;
+  std::int64_t in_features_, out_features_;
+  kernels::Activation activation_;
+  Parameter* weight_;
+  Parameter* bias_;
+  Tensor input_, output_, pre_activation_;
+};
+
+template <typename T>
+class Mlp {
+ public:
+  // Layers of the given widths; every layer applies `activation`, except the last when
+  // activate_last is false (towers end in a plain logit).
+  Mlp(LayerBuilder& builder, const std::string& name, const std::string& group,
+      std::int64_t in_features, const std::vector<std::int64_t>& units,
+      kernels::Activation activation, bool activate_last = true);
+
+  Tensor forward(const Tensor& x);
+  Tensor backward(const Tensor& dy, bool need_input_gradient = true);
+  std::int64_t out_features() const;
+  std::vector<Linear<T>>& layers() { return layers_; }
+
+ private:
+  std::vector<Linear<T>> layers_;
+  std::int64_t in_features_;
+};
+
+}  // namespace drgrad::engine

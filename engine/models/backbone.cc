@@ -1,0 +1,212 @@
+// Shared-Bottom, MMoE and CGC/PLE backbones.
+#include "engine/models/backbone.h"
+
+#include <stdexcept>
+
+#include "kernels/vector/vector_ops.h"
+
+namespace drgrad::engine {
+
+namespace {
+// sum of tensors of one shape (the gradient of an input read by several consumers)
+template <typename T>
+Tensor sum_tensors(const kernels::Context& ctx, const std::vector<Tensor>& parts) {
+  Tensor total = parts.front().clone();
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i].defined()) {
+      kernels::axpy<T>(ctx, total.numel(), T(1), parts[i].data<T>(), total.data<T>());
+    }
+  }
+  return total;
+}
+
+std::vector<int> range_of(std::int64_t begin, std::int64_t count) {
+  std::vector<int> indices;
+  for (std::int64_t i = 0; i < count; ++i) indices.push_back(static_cast<int>(begin + i));
+  return indices;
+}
+}  // namespace
+
+template <typename T>
+std::unique_ptr<Backbone<T>> make_backbone(LayerBuilder& builder, const ModelSpec& spec,
+                                           std::int64_t in_features) {
+  switch (spec.backbone) {
+    case BackboneKind::kSharedBottom:
+      return std::make_unique<SharedBottom<T>>(builder, spec, in_features);
+    case BackboneKind::kMmoe:
+      return std::make_unique<Mmoe<T>>(builder, spec, in_features);
+    case BackboneKind::kPle:
+      return std::make_unique<Ple<T>>(builder, spec, in_features);
+  }
+  throw std::invalid_argument("unknown backbone");
+}
+
+// --- Shared-Bottom ---------------------------------------------------------------------------
+
+template <typename T>
+SharedBottom<T>::SharedBottom(LayerBuilder& builder, const ModelSpec& spec,
+                              std::int64_t in_features)
+    : ctx_(builder.ctx),
+      num_tasks_(spec.tasks.size()),
+      bottom_(builder, "backbone/bottom", "backbone", in_features, spec.bottom_units,
+              spec.activation) {}
+
+template <typename T>
+std::vector<Tensor> SharedBottom<T>::forward(const Tensor& x) {
+  return std::vector<Tensor>(num_tasks_, bottom_.forward(x));
+}
+
+template <typename T>
+Tensor SharedBottom<T>::backward(const std::vector<Tensor>& d_task) {
+  return bottom_.backward(sum_tensors<T>(ctx_, d_task));
+}
+
+// --- MMoE ------------------------------------------------------------------------------------
+
+template <typename T>
+Mmoe<T>::Mmoe(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_features)
+    : ctx_(builder.ctx),
+      experts_(builder, "backbone/experts", "backbone", spec.num_experts, in_features,
+               spec.expert_units, spec.activation) {
+  gates_.reserve(spec.tasks.size());
+  for (const auto& task : spec.tasks) {
+    gates_.emplace_back(builder, "backbone/gate/" + task.name, "backbone", in_features,
+                        range_of(0, spec.num_experts));
+  }
+}
+
+template <typename T>
+std::vector<Tensor> Mmoe<T>::forward(const Tensor& x) {
+  expert_outputs_ = experts_.forward(x);
+  std::vector<Tensor> outputs;
+  for (auto& gate : gates_) outputs.push_back(gate.forward(x, expert_outputs_));
+  return outputs;
+}
+
+template <typename T>
+Tensor Mmoe<T>::backward(const std::vector<Tensor>& d_task) {
+  Tensor d_experts = Tensor::zeros(expert_outputs_.shape(), dtype_of<T>(), ctx_.device);
+  std::vector<Tensor> d_inputs;
+  for (std::size_t k = 0; k < gates_.size(); ++k) {
+    d_inputs.push_back(gates_[k].backward(d_task[k], d_experts));
+  }
+  d_inputs.push_back(experts_.backward(d_experts));
+  return sum_tensors<T>(ctx_, d_inputs);
+}
+
+// --- CGC / PLE -------------------------------------------------------------------------------
+
+template <typename T>
+Ple<T>::Ple(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_features)
+    : ctx_(builder.ctx), num_tasks_(spec.tasks.size()), width_(spec.expert_units.back()) {
+  const std::int64_t num_tasks = static_cast<std::int64_t>(num_tasks_);
+  std::int64_t level_input = in_features;
+  levels_.resize(static_cast<std::size_t>(spec.ple_levels));
+  for (std::int64_t l = 0; l < spec.ple_levels; ++l) {
+    Level& level = levels_[l];
+    const std::string prefix = "backbone/level" + std::to_string(l);
+    const bool top = l + 1 == spec.ple_levels;
+    std::int64_t offset = 0;
+    auto add_group = [&](const std::string& name, std::int64_t count, std::size_t input) {
+      if (count == 0) return;
+      level.groups.emplace_back(builder, prefix + "/" + name, "backbone", count, level_input,
+                                spec.expert_units, spec.activation);
+      level.group_input.push_back(input);
+      level.group_offsets.push_back(offset);
+      offset += count;
+    };
+    for (std::int64_t k = 0; k < num_tasks; ++k) {
+      add_group("experts/" + spec.tasks[k].name, spec.task_experts, static_cast<std::size_t>(k));
+    }
+    const std::int64_t shared_begin = offset;
+    add_group("experts/shared", spec.shared_experts, num_tasks_);
+    level.total_experts = offset;
+    for (std::int64_t k = 0; k < num_tasks; ++k) {
+      std::vector<int> selected = range_of(k * spec.task_experts, spec.task_experts);
+      for (const int index : range_of(shared_begin, spec.shared_experts)) {
+        selected.push_back(index);
+      }
+      level.task_gates.emplace_back(builder, prefix + "/gate/" + spec.tasks[k].name, "backbone",
+                                    level_input, selected);
+    }
+    if (!top && spec.shared_experts > 0) {
+      level.shared_gate.emplace_back(builder, prefix + "/gate/shared", "backbone", level_input,
+                                     range_of(0, level.total_experts));
+    }
+    level_input = spec.expert_units.back();
+  }
+}
+
+template <typename T>
+std::vector<Tensor> Ple<T>::forward(const Tensor& x) {
+  // inputs[k] for task k, inputs[K] for the shared path; all start from x.
+  std::vector<Tensor> inputs(num_tasks_ + 1, x);
+  for (auto& level : levels_) {
+    const std::int64_t batch = x.dim(0);
+    Tensor experts(Shape{level.total_experts, batch, width_}, dtype_of<T>(), ctx_.device);
+    for (std::size_t g = 0; g < level.groups.size(); ++g) {
+      Tensor out = level.groups[g].forward(inputs[level.group_input[g]]);
+      experts.narrow_first(level.group_offsets[g], out.dim(0)).copy_from(out);
+    }
+    std::vector<Tensor> next(num_tasks_ + 1);
+    for (std::size_t k = 0; k < num_tasks_; ++k) {
+      next[k] = level.task_gates[k].forward(inputs[k], experts);
+    }
+    if (!level.shared_gate.empty()) {
+      next[num_tasks_] = level.shared_gate[0].forward(inputs[num_tasks_], experts);
+    }
+    inputs = std::move(next);
+  }
+  inputs.pop_back();
+  return inputs;
+}
+
+template <typename T>
+Tensor Ple<T>::backward(const std::vector<Tensor>& d_task) {
+  std::vector<Tensor> d_outputs = d_task;
+  d_outputs.emplace_back();  // the top level has no shared output
+  for (std::size_t l = levels_.size(); l-- > 0;) {
+    Level& level = levels_[l];
+    const std::int64_t batch = d_task.front().dim(0);
+    Tensor d_experts =
+        Tensor::zeros(Shape{level.total_experts, batch, width_}, dtype_of<T>(), ctx_.device);
+    // Gradients of each input of this level, gathered from every consumer of that input.
+    std::vector<std::vector<Tensor>> d_inputs(num_tasks_ + 1);
+    for (std::size_t k = 0; k < num_tasks_; ++k) {
+      d_inputs[k].push_back(level.task_gates[k].backward(d_outputs[k], d_experts));
+    }
+    if (!level.shared_gate.empty()) {
+      d_inputs[num_tasks_].push_back(
+          level.shared_gate[0].backward(d_outputs[num_tasks_], d_experts));
+    }
+    for (std::size_t g = 0; g < level.groups.size(); ++g) {
+      const Tensor d_group =
+          d_experts.narrow_first(level.group_offsets[g], level.groups[g].num_experts());
+      d_inputs[level.group_input[g]].push_back(level.groups[g].backward(d_group));
+    }
+    if (l == 0) {
+      // Every input of the first level is x.
+      std::vector<Tensor> all;
+      for (auto& parts : d_inputs) all.insert(all.end(), parts.begin(), parts.end());
+      return sum_tensors<T>(ctx_, all);
+    }
+    d_outputs.assign(num_tasks_ + 1, Tensor());
+    for (std::size_t i = 0; i <= num_tasks_; ++i) {
+      if (!d_inputs[i].empty()) d_outputs[i] = sum_tensors<T>(ctx_, d_inputs[i]);
+    }
+  }
+  throw std::logic_error("PLE backbone has no levels");
+}
+
+template class SharedBottom<float>;
+template class SharedBottom<double>;
+template class Mmoe<float>;
+template class Mmoe<double>;
+template class Ple<float>;
+template class Ple<double>;
+template std::unique_ptr<Backbone<float>> make_backbone<float>(LayerBuilder&, const ModelSpec&,
+                                                               std::int64_t);
+template std::unique_ptr<Backbone<double>> make_backbone<double>(LayerBuilder&, const ModelSpec&,
+                                                                 std::int64_t);
+
+}  // namespace drgrad::engine

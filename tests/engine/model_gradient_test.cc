@@ -1,0 +1,87 @@
+// Gradient checks through whole models (double precision): Shared-Bottom, MMoE and PLE with
+// dense inputs, embedding bags and several tasks.
+#include <catch2/catch.hpp>
+
+#include "engine/models/multitask_model.h"
+#include "tests/support/gradient_check.h"
+
+using namespace drgrad;
+using namespace drgrad::engine;
+using drgrad::testing::check_parameter_gradients;
+using drgrad::testing::random_values;
+using drgrad::testing::weighted_sum;
+
+namespace {
+ModelSpec small_spec(BackboneKind backbone, int num_tasks) {
+  ModelSpec spec;
+  spec.num_dense = 3;
+  spec.slots = {{"a", 6, 2, kernels::Pooling::kSum, OutOfRange::kError},
+                {"b", 5, 3, kernels::Pooling::kMean, OutOfRange::kHash}};
+  for (int k = 0; k < num_tasks; ++k) {
+    spec.tasks.push_back({"task" + std::to_string(k), k, TaskType::kBinary, 1.0, 1.0});
+  }
+  spec.backbone = backbone;
+  // Mish everywhere: smooth, so finite differences never straddle a kink.
+  spec.activation = kernels::Activation::kMish;
+  spec.bottom_units = {5, 4};
+  spec.num_experts = 3;
+  spec.expert_units = {4, 3};
+  spec.ple_levels = 2;
+  spec.task_experts = 1;
+  spec.shared_experts = 2;
+  spec.tower_units = {3};
+  return spec;
+}
+
+io::Batch small_batch(Random& random, std::int64_t size, int num_tasks) {
+  io::Batch batch;
+  batch.size = size;
+  for (std::int64_t i = 0; i < size * 3; ++i) batch.dense.push_back(random.uniform(-1, 1));
+  for (std::int64_t i = 0; i < size * num_tasks; ++i) batch.labels.push_back(random.below(2));
+  batch.sparse.resize(2);
+  for (std::int64_t b = 0; b < size; ++b) {
+    for (int s = 0; s < 2; ++s) {
+      const auto count = random.below(3);  // empty bags included
+      for (std::uint64_t i = 0; i < count; ++i) {
+        batch.sparse[s].ids.push_back(static_cast<std::int64_t>(random.below(s == 0 ? 6 : 9)));
+      }
+      batch.sparse[s].offsets.push_back(static_cast<std::int64_t>(batch.sparse[s].ids.size()));
+    }
+  }
+  return batch;
+}
+
+void check_model(BackboneKind backbone, int num_tasks) {
+  MultiTaskModel<double> model(small_spec(backbone, num_tasks), kernels::Context::cpu(), 3);
+  Random random(11);
+  const io::Batch batch = small_batch(random, 5, num_tasks);
+  const auto upstream = random_values(random, 5 * num_tasks);
+  check_parameter_gradients(
+      model.parameters(), [&] { return weighted_sum(model.forward(batch), upstream); },
+      [&] {
+        model.forward(batch);
+        model.backward(Tensor::from_vector<double>({5, num_tasks}, upstream));
+      },
+      8);
+}
+}  // namespace
+
+TEST_CASE("Shared-Bottom model gradients", "[gradient][models]") {
+  check_model(BackboneKind::kSharedBottom, 2);
+}
+
+TEST_CASE("MMoE model gradients", "[gradient][models]") {
+  check_model(BackboneKind::kMmoe, 2);
+}
+
+TEST_CASE("PLE model gradients, two levels, three tasks", "[gradient][models]") {
+  check_model(BackboneKind::kPle, 3);
+}
+
+TEST_CASE("parameters are grouped by embeddings, backbone and task tower", "[models]") {
+  MultiTaskModel<float> model(small_spec(BackboneKind::kPle, 2), kernels::Context::cpu(), 1);
+  const auto groups = model.parameters().group_names();
+  CHECK(groups == std::vector<std::string>{"embeddings", "backbone", "tower/task0", "tower/task1"});
+  CHECK(model.parameters().group("tower/task1").size() == 4);  // 2 layers x (weight, bias)
+  CHECK(model.parameters().get("embeddings/a").row_sparse);
+}
