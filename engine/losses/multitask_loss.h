@@ -1,0 +1,38 @@
+// The multi-task loss L = sum_k alpha_k * mean_i loss_k(i): sigmoid cross-entropy (with a
+// positive weight) for binary tasks, squared error for regression tasks. Produces the gradient
+// with respect to every task's logit, each task's mean loss and the predictions.
+#pragma once
+
+#include <vector>
+
+#include "engine/models/model_spec.h"
+#include "engine/tensor/tensor.h"
+#include "io/data/batch.h"
+
+namespace drgrad::engine {
+
+struct LossResult {
+  std::vector<double> task_losses;  // unweighted mean loss of each task
+  double total = 0;                 // sum_k alpha_k * task_losses[k]
+  Tensor predictions;               // [batch, tasks]: probabilities or regression values
+};
+
+template <typename T>
+class MultiTaskLoss {
+ public:
+  MultiTaskLoss(std::vector<TaskSpec> tasks, kernels::Context ctx)
+      : tasks_(std::move(tasks)), ctx_(ctx) {}
+
+  // Uploads the batch's labels ([batch, num_labels] float) to the device once per batch.
+  Tensor upload_labels(const io::Batch& batch) const;
+  // logits: [batch, tasks]. Writes dL/dlogits into d_logits (allocated here) unless it is null.
+  LossResult compute(const Tensor& logits, const Tensor& labels, Tensor* d_logits) const;
+
+  const std::vector<TaskSpec>& tasks() const { return tasks_; }
+
+ private:
+  std::vector<TaskSpec> tasks_;
+  kernels::Context ctx_;
+};
+
+}  // namespace drgrad::engine

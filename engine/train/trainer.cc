@@ -1,0 +1,330 @@
+// Trainer: the step, the loop with progress and evaluation, checkpoints in the run directory.
+#include "engine/train/trainer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "engine/core/log.h"
+#include "engine/metrics/metrics.h"
+#include "engine/train/checkpoint.h"
+#include "io/util/atomic_file.h"
+
+namespace drgrad::engine {
+
+namespace fs = std::filesystem;
+
+namespace {
+std::string format_seconds(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto total = static_cast<long>(seconds + 0.5);
+  char text[32];
+  if (total >= 3600) {
+    std::snprintf(text, sizeof(text), "%ldh%02ldm", total / 3600, total / 60 % 60);
+  } else {
+    std::snprintf(text, sizeof(text), "%ldm%02lds", total / 60, total % 60);
+  }
+  return text;
+}
+
+std::string json_number(double value) {
+  if (!std::isfinite(value)) return "null";
+  std::ostringstream out;
+  out << std::setprecision(8) << value;
+  return out.str();
+}
+}  // namespace
+
+Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spec,
+                 const TrainingOptions& options, std::unique_ptr<BatchStream> train_data,
+                 std::unique_ptr<BatchStream> eval_data)
+    : model_spec_(model_spec),
+      options_(options),
+      ctx_{options.device, nullptr},
+      model_(model_spec, ctx_, options.seed),
+      optimizer_(optimizer_spec, model_.parameters()),
+      loss_(model_spec.tasks, ctx_),
+      train_data_(std::move(train_data)),
+      eval_data_(std::move(eval_data)) {
+  if (!train_data_) throw std::invalid_argument("the trainer needs training data");
+  // With epochs of known size the step count is fixed once the first batch shows the batch size.
+  total_steps_ = options_.steps > 0 ? options_.steps : -1;
+  train_data_->start_epoch(0);
+}
+
+std::vector<double> Trainer::train_step(const io::Batch& batch) {
+  model_.parameters().zero_gradients();
+  const Tensor logits = model_.forward(batch);
+  const Tensor labels = loss_.upload_labels(batch);
+  Tensor d_logits;
+  const LossResult result = loss_.compute(logits, labels, &d_logits);
+  for (std::size_t k = 0; k < result.task_losses.size(); ++k) {
+    if (!std::isfinite(result.task_losses[k])) {
+      throw TrainingError("the loss of task '" + model_spec_.tasks[k].name + "' became " +
+                          std::to_string(result.task_losses[k]) + " at step " +
+                          std::to_string(step_ + 1) +
+                          "; no update was applied and no checkpoint written. Lower "
+                          "optimizer.learning_rate, check the data for NaN or huge values, or "
+                          "resume from the last checkpoint");
+    }
+  }
+  model_.backward(d_logits);
+  optimizer_.step(model_.parameters());
+  ++step_;
+  return result.task_losses;
+}
+
+Evaluation Trainer::fit() {
+  const bool terminal = options_.show_progress && isatty(STDERR_FILENO);
+  const std::int64_t samples_per_epoch = train_data_->samples_per_epoch();
+  std::int64_t total = options_.steps;
+  if (total <= 0 && samples_per_epoch > 0) {
+    total = options_.epochs * ((samples_per_epoch + options_.batch_size - 1) / options_.batch_size);
+  }
+  total_steps_ = total;
+  const auto start = std::chrono::steady_clock::now();
+  auto window_start = start;
+  std::int64_t window_samples = 0, total_samples = 0, batch_size = options_.batch_size;
+  std::vector<double> window_loss(model_spec_.tasks.size(), 0.0);
+  std::int64_t window_steps = 0;
+  while (total <= 0 || step_ < total) {
+    std::optional<io::Batch> batch = train_data_->next();
+    if (!batch) {
+      ++epoch_;
+      if (options_.steps <= 0 && epoch_ >= options_.epochs) break;
+      train_data_->start_epoch(epoch_);
+      continue;
+    }
+    const auto losses = train_step(*batch);
+    for (std::size_t k = 0; k < losses.size(); ++k) window_loss[k] += losses[k];
+    ++window_steps;
+    window_samples += batch->size;
+    total_samples += batch->size;
+    const auto now = std::chrono::steady_clock::now();
+    const double window_seconds = std::chrono::duration<double>(now - window_start).count();
+    const bool log_now = options_.log_every > 0 && step_ % options_.log_every == 0;
+    if (options_.show_progress && (terminal ? window_seconds > 0.2 : log_now)) {
+      const double rate = window_samples / std::max(window_seconds, 1e-9);
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      const double eta = total > 0 ? elapsed / std::max<std::int64_t>(1, total_samples) *
+                                         static_cast<double>((total - step_) * batch_size)
+                                   : -1;
+      std::ostringstream line;
+      line << options_.label << (options_.label.empty() ? "" : " ") << "step " << step_;
+      if (total > 0) line << "/" << total;
+      line << "  epoch " << epoch_ + 1 << "  " << std::fixed << std::setprecision(0) << rate
+           << " samples/s  loss";
+      for (std::size_t k = 0; k < window_loss.size(); ++k) {
+        line << " " << model_spec_.tasks[k].name << "=" << std::setprecision(4)
+             << window_loss[k] / window_steps;
+      }
+      line << "  ETA " << format_seconds(eta);
+      if (terminal) {
+        std::fprintf(stderr, "\r\033[K%s", line.str().c_str());
+        std::fflush(stderr);
+      } else {
+        log_info(line.str());
+      }
+      std::fill(window_loss.begin(), window_loss.end(), 0.0);
+      window_steps = 0;
+      window_samples = 0;
+      window_start = now;
+    }
+    if (options_.eval_every > 0 && step_ % options_.eval_every == 0 && eval_data_ &&
+        (total <= 0 || step_ < total)) {
+      if (terminal) std::fprintf(stderr, "\r\033[K");
+      const Evaluation evaluation = evaluate();
+      record_evaluation(evaluation);
+      std::ostringstream summary;
+      summary << options_.label << (options_.label.empty() ? "" : " ") << "eval at step " << step_
+              << ":";
+      for (const auto& task : evaluation.tasks) {
+        summary << " " << task.name << " " << (task.type == TaskType::kBinary ? "auc=" : "mse=")
+                << std::setprecision(4) << (task.type == TaskType::kBinary ? task.auc : task.mse);
+      }
+      log_info(summary.str());
+    }
+    if (options_.checkpoint_every > 0 && step_ % options_.checkpoint_every == 0 &&
+        options_.save_checkpoints && !options_.run_dir.empty()) {
+      save_run_checkpoint();
+    }
+  }
+  if (terminal) std::fprintf(stderr, "\r\033[K");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  samples_per_second_ = total_samples / std::max(seconds, 1e-9);
+  if (options_.save_checkpoints && !options_.run_dir.empty()) save_run_checkpoint();
+  Evaluation final_evaluation;
+  if (eval_data_) {
+    final_evaluation = evaluate();
+    record_evaluation(final_evaluation);
+  }
+  return final_evaluation;
+}
+
+Evaluation Trainer::evaluate() {
+  const auto start = std::chrono::steady_clock::now();
+  Evaluation evaluation;
+  evaluation.step = step_;
+  if (!eval_data_) return evaluation;
+  const std::size_t num_tasks = model_spec_.tasks.size();
+  std::vector<TaskMetricAccumulator> accumulators(num_tasks);
+  std::vector<double> loss_sums(num_tasks, 0.0);
+  std::int64_t samples = 0;
+  eval_data_->start_epoch(0);
+  while (auto batch = eval_data_->next()) {
+    const Tensor logits = model_.forward(*batch);
+    const Tensor labels = loss_.upload_labels(*batch);
+    const LossResult result = loss_.compute(logits, labels, nullptr);
+    const std::vector<float> predictions = result.predictions.to_vector<float>();
+    const std::int64_t num_labels =
+        batch->size ? static_cast<std::int64_t>(batch->labels.size()) / batch->size : 0;
+    for (std::size_t k = 0; k < num_tasks; ++k) {
+      accumulators[k].add_strided(predictions.data() + k, static_cast<std::int64_t>(num_tasks),
+                                  batch->labels.data() + model_spec_.tasks[k].label_index,
+                                  num_labels, batch->size);
+      loss_sums[k] += result.task_losses[k] * batch->size;
+    }
+    samples += batch->size;
+  }
+  for (std::size_t k = 0; k < num_tasks; ++k) {
+    TaskEvaluation task;
+    task.name = model_spec_.tasks[k].name;
+    task.type = model_spec_.tasks[k].type;
+    task.samples = samples;
+    task.mean_loss = samples ? loss_sums[k] / samples : NAN;
+    task.mse = accumulators[k].mean_squared_error();
+    if (task.type == TaskType::kBinary) {
+      task.auc = accumulators[k].auc();
+      task.log_loss = accumulators[k].log_loss();
+    } else {
+      task.auc = NAN;
+      task.log_loss = NAN;
+    }
+    evaluation.tasks.push_back(task);
+  }
+  evaluation.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return evaluation;
+}
+
+void Trainer::record_evaluation(const Evaluation& evaluation) {
+  history_.push_back(evaluation);
+  if (options_.run_dir.empty()) return;
+  fs::create_directories(options_.run_dir);
+  std::ofstream out(fs::path(options_.run_dir) / "metrics.jsonl", std::ios::app);
+  out << "{\"step\": " << evaluation.step << ", \"tasks\": [";
+  for (std::size_t k = 0; k < evaluation.tasks.size(); ++k) {
+    const auto& task = evaluation.tasks[k];
+    out << (k ? ", " : "") << "{\"name\": \"" << task.name << "\", \"type\": \""
+        << (task.type == TaskType::kBinary ? "binary" : "regression")
+        << "\", \"samples\": " << task.samples << ", \"loss\": " << json_number(task.mean_loss)
+        << ", \"auc\": " << json_number(task.auc)
+        << ", \"log_loss\": " << json_number(task.log_loss)
+        << ", \"mse\": " << json_number(task.mse) << "}";
+  }
+  out << "]}\n";
+}
+
+std::string Trainer::model_signature() const {
+  std::string signature;
+  for (const auto& parameter : model_.parameters().all()) {
+    signature += parameter->name + shape_to_string(parameter->value.shape()) + ";";
+  }
+  return signature;
+}
+
+void Trainer::save_checkpoint(const std::string& path) const {
+  CheckpointState state;
+  state.step = step_;
+  state.epoch = epoch_;
+  state.optimizer_steps = optimizer_.steps_taken();
+  state.data_position = train_data_->save_position();
+  state.model_signature = model_signature();
+  for (const auto& parameter : model_.parameters().all()) {
+    state.tensors.emplace("param/" + parameter->name, parameter->value.to(Device::cpu()));
+  }
+  for (const auto& [name, tensor] : optimizer_.state()) {
+    state.tensors.emplace("optim/" + name, tensor.to(Device::cpu()));
+  }
+  write_checkpoint(path, state);
+}
+
+void Trainer::restore_checkpoint(const std::string& path) {
+  const CheckpointState state = read_checkpoint(path);
+  if (state.model_signature != model_signature()) {
+    throw CheckpointError("checkpoint " + path +
+                          " was written for a different model (parameter names or shapes "
+                          "differ); use the config it was trained with");
+  }
+  auto restore = [&](const std::string& key, Tensor& target) {
+    const auto found = state.tensors.find(key);
+    if (found == state.tensors.end()) {
+      throw CheckpointError("checkpoint " + path + " lacks tensor '" + key +
+                            "' (was it written with another optimizer?)");
+    }
+    target.copy_from(found->second);
+  };
+  for (const auto& parameter : model_.parameters().all()) {
+    restore("param/" + parameter->name, parameter->value);
+  }
+  for (auto& [name, tensor] : optimizer_.state()) restore("optim/" + name, tensor);
+  optimizer_.set_steps_taken(state.optimizer_steps);
+  step_ = state.step;
+  epoch_ = state.epoch;
+  train_data_->restore_position(state.data_position);
+}
+
+std::string Trainer::save_run_checkpoint() {
+  const fs::path directory = fs::path(options_.run_dir) / "checkpoints";
+  fs::create_directories(directory);
+  char name[64];
+  std::snprintf(name, sizeof(name), "step-%09lld.ckpt", static_cast<long long>(step_));
+  const fs::path path = directory / name;
+  save_checkpoint(path.string());
+  io::write_file_atomically((directory / "latest").string(), std::string(name) + "\n");
+  // Keep the newest keep_checkpoints files (names sort by step).
+  std::vector<fs::path> existing;
+  for (const auto& entry : fs::directory_iterator(directory)) {
+    if (entry.path().extension() == ".ckpt") existing.push_back(entry.path());
+  }
+  std::sort(existing.begin(), existing.end());
+  if (options_.keep_checkpoints > 0) {  // 0 keeps every checkpoint
+    const auto keep = static_cast<std::size_t>(options_.keep_checkpoints);
+    for (std::size_t i = 0; i + keep < existing.size(); ++i) fs::remove(existing[i]);
+  }
+  return path.string();
+}
+
+std::string format_evaluation(const Evaluation& evaluation) {
+  std::ostringstream out;
+  out << std::left << std::setw(16) << "task" << std::setw(12) << "type" << std::right
+      << std::setw(9) << "samples" << std::setw(9) << "AUC" << std::setw(10) << "log-loss"
+      << std::setw(10) << "MSE"
+      << "\n";
+  for (const auto& task : evaluation.tasks) {
+    auto cell = [](double value, int width) {
+      std::ostringstream text;
+      text << std::setw(width);
+      if (std::isfinite(value)) {
+        text << std::fixed << std::setprecision(4) << value;
+      } else {
+        text << "-";
+      }
+      return text.str();
+    };
+    out << std::left << std::setw(16) << task.name << std::setw(12)
+        << (task.type == TaskType::kBinary ? "binary" : "regression") << std::right << std::setw(9)
+        << task.samples << cell(task.auc, 9) << cell(task.log_loss, 10) << cell(task.mse, 10)
+        << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace drgrad::engine

@@ -1,0 +1,107 @@
+// The training loop: batches from a BatchStream, forward, multi-task loss, backward, optimizer
+// step; evaluation every N steps and at the end; atomic checkpoints and exact resume; progress
+// on the terminal (or plain lines in logs). Deterministic for a given seed on the CPU.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/losses/multitask_loss.h"
+#include "engine/models/multitask_model.h"
+#include "engine/optim/optimizer.h"
+#include "engine/train/batch_stream.h"
+
+namespace drgrad::engine {
+
+struct TrainingOptions {
+  std::int64_t batch_size = 512;  // as the training stream serves them (for step counts)
+  std::int64_t epochs = 1;
+  std::int64_t steps = 0;             // > 0: stop after this many steps instead of epochs
+  std::int64_t eval_every = 0;        // 0: evaluate only at the end
+  std::int64_t log_every = 50;        // progress lines when stderr is not a terminal
+  std::int64_t checkpoint_every = 0;  // 0: only at the end
+  std::uint64_t seed = 1;
+  Device device;
+  std::string run_dir;  // empty: write nothing to disk
+  bool save_checkpoints = true;
+  int keep_checkpoints = 2;
+  bool show_progress = true;
+  std::string label;  // shown in progress lines (e.g. the model name)
+};
+
+struct TaskEvaluation {
+  std::string name;
+  TaskType type = TaskType::kBinary;
+  std::int64_t samples = 0;
+  double mean_loss = 0;
+  double auc = 0;       // binary tasks
+  double log_loss = 0;  // binary tasks
+  double mse = 0;       // regression tasks (and, for binary tasks, the Brier score)
+};
+
+struct Evaluation {
+  std::int64_t step = 0;
+  std::vector<TaskEvaluation> tasks;
+  double seconds = 0;
+};
+
+// Thrown when training cannot go on (NaN loss, wrong data); the message says what to change.
+class TrainingError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Trainer {
+ public:
+  Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spec,
+          const TrainingOptions& options, std::unique_ptr<BatchStream> train_data,
+          std::unique_ptr<BatchStream> eval_data);
+
+  // Trains until the configured steps or epochs are done and returns the final evaluation
+  // (empty when there is no evaluation data).
+  Evaluation fit();
+  Evaluation evaluate();
+
+  // One optimisation step on `batch`; returns the per-task mean losses.
+  std::vector<double> train_step(const io::Batch& batch);
+
+  void save_checkpoint(const std::string& path) const;
+  // Restores parameters, optimizer state, step, epoch and data position.
+  void restore_checkpoint(const std::string& path);
+  // Saves into <run_dir>/checkpoints/step-N.ckpt, updates "latest", prunes old ones; returns
+  // the path.
+  std::string save_run_checkpoint();
+
+  std::int64_t step() const { return step_; }
+  std::int64_t total_steps() const { return total_steps_; }
+  MultiTaskModel<float>& model() { return model_; }
+  const std::vector<Evaluation>& history() const { return history_; }
+  double samples_per_second() const { return samples_per_second_; }
+
+ private:
+  ModelSpec model_spec_;
+  TrainingOptions options_;
+  kernels::Context ctx_;
+  MultiTaskModel<float> model_;
+  Optimizer<float> optimizer_;
+  MultiTaskLoss<float> loss_;
+  std::unique_ptr<BatchStream> train_data_;
+  std::unique_ptr<BatchStream> eval_data_;
+  std::int64_t step_ = 0;
+  std::int64_t epoch_ = 0;
+  std::int64_t total_steps_ = 0;
+  double samples_per_second_ = 0;
+  std::vector<Evaluation> history_;
+
+  std::string model_signature() const;
+  void record_evaluation(const Evaluation& evaluation);
+};
+
+// Prints a per-task metrics table ("task  type  samples  AUC  log-loss  MSE").
+std::string format_evaluation(const Evaluation& evaluation);
+
+}  // namespace drgrad::engine
