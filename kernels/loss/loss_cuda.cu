@@ -74,6 +74,23 @@ __global__ void sum_partials_kernel(const float* values, int count, float* resul
   if (threadIdx.x == 0) *result = total;
 }
 
+// Stream-ordered scratch for the per-block partial sums, freed on the same stream also when a
+// launch check throws.
+class PartialSums {
+ public:
+  PartialSums(unsigned count, cudaStream_t stream) : stream_(stream) {
+    DRGRAD_CUDA_CHECK(cudaMallocAsync(&data_, count * sizeof(float), stream));
+  }
+  PartialSums(const PartialSums&) = delete;
+  PartialSums& operator=(const PartialSums&) = delete;
+  ~PartialSums() { cudaFreeAsync(data_, stream_); }  // nothing to do about an error here
+  float* data() const { return data_; }
+
+ private:
+  float* data_ = nullptr;
+  cudaStream_t stream_;
+};
+
 template <TaskLoss kLoss>
 void launch_task_loss(const Context& ctx, const TaskLossColumn<float>& column,
                       float positive_weight) {
@@ -85,18 +102,18 @@ void launch_task_loss(const Context& ctx, const TaskLossColumn<float>& column,
     return;
   }
   const unsigned blocks = std::min<unsigned>(grid_for(column.batch_size), kMaxLossBlocks);
-  float* block_sums = nullptr;
-  if (column.loss_sum != nullptr) {
-    DRGRAD_CUDA_CHECK(cudaMallocAsync(&block_sums, blocks * sizeof(float), stream));
+  if (column.loss_sum == nullptr) {
+    task_loss_kernel<kLoss><<<blocks, kBlockSize, 0, stream>>>(column, positive_weight, nullptr);
+    DRGRAD_CUDA_CHECK_LAUNCH(task_loss_kernel);
+    return;
   }
-  task_loss_kernel<kLoss><<<blocks, kBlockSize, 0, stream>>>(column, positive_weight, block_sums);
+  const PartialSums block_sums(blocks, stream);
+  task_loss_kernel<kLoss>
+      <<<blocks, kBlockSize, 0, stream>>>(column, positive_weight, block_sums.data());
   DRGRAD_CUDA_CHECK_LAUNCH(task_loss_kernel);
-  if (block_sums != nullptr) {
-    sum_partials_kernel<<<1, kBlockSize, 0, stream>>>(block_sums, static_cast<int>(blocks),
-                                                      column.loss_sum);
-    DRGRAD_CUDA_CHECK_LAUNCH(sum_partials_kernel);
-    DRGRAD_CUDA_CHECK(cudaFreeAsync(block_sums, stream));
-  }
+  sum_partials_kernel<<<1, kBlockSize, 0, stream>>>(block_sums.data(), static_cast<int>(blocks),
+                                                    column.loss_sum);
+  DRGRAD_CUDA_CHECK_LAUNCH(sum_partials_kernel);
 }
 
 }  // namespace
