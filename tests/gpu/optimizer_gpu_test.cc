@@ -42,9 +42,12 @@ State random_state(std::mt19937& random, std::size_t n) {
           random_floats(random, n, 0.f, 0.01f)};
 }
 
+// fp32 tolerances. The absolute parts cover values that cancel towards zero (velocity and first
+// moment: a fused multiply-add on the device rounds once where the CPU rounds twice); the
+// second state only adds non-negative terms.
 void check_state_close(const State& got, const State& expected) {
   const auto weights = compare_close(got.weights, expected.weights, 1e-5, 1e-6);
-  const auto first = compare_close(got.first, expected.first, 1e-5, 1e-7);
+  const auto first = compare_close(got.first, expected.first, 1e-5, 1e-6);
   const auto second = compare_close(got.second, expected.second, 1e-5, 1e-9);
   INFO("weights: " << weights << "; first state: " << first << "; second state: " << second);
   CHECK(weights.mismatches == 0);
