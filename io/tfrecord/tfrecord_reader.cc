@@ -39,7 +39,20 @@ std::size_t TfRecordReader::ensure(std::size_t bytes) {
   if (buffer_.size() < bytes) buffer_.resize(std::max(bytes, kReadChunkBytes));
   while (end_ < bytes && !source_ended_) {
     // Fill the whole free space: one large read serves many small records.
-    const std::size_t got = source_->read(buffer_.data() + end_, buffer_.size() - end_);
+    std::size_t got = 0;
+    try {
+      got = source_->read(buffer_.data() + end_, buffer_.size() - end_);
+    } catch (const CorruptRecordError& error) {
+      // Damage inside the compressed stream: name the record being read.
+      if (!options_.skip_corrupt) {
+        fail(error.problem(), error.truncated() ? kAdviceTruncated : kAdviceCorrupt,
+             error.truncated());
+      }
+      ++skipped_;
+      source_damaged_ = true;
+      source_ended_ = true;
+      break;
+    }
     if (got == 0) source_ended_ = true;
     end_ += got;
   }
@@ -59,7 +72,7 @@ TfRecordReader::Step TfRecordReader::read_one(std::span<const std::byte>& record
   if (available == 0) return Step::end;
   if (available < tfrecord::kHeaderBytes) {
     if (options_.skip_corrupt) {
-      ++skipped_;
+      if (!source_damaged_) ++skipped_;
       stopped_ = true;
       return Step::end;
     }
@@ -95,7 +108,7 @@ TfRecordReader::Step TfRecordReader::read_one(std::span<const std::byte>& record
   const std::size_t have = ensure(total);
   if (have < total) {
     if (options_.skip_corrupt) {
-      ++skipped_;
+      if (!source_damaged_) ++skipped_;
       stopped_ = true;
       return Step::end;
     }

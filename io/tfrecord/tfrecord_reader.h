@@ -39,6 +39,10 @@ class TfRecordReader {
   bool next(std::span<const std::byte>& record);
   // Steps over the next record checking only its length checksum (for positioning); false at end.
   bool skip();
+  // One step: a good record (viewed as in next()), the end, or (with skip_corrupt) a damaged
+  // record that was stepped over. Lets callers count records exactly, damaged ones included.
+  enum class Step { record, end, skipped };
+  Step read(std::span<const std::byte>& record) { return read_one(record, true); }
   // Positions the reader at the record starting at `byte_offset`, which is record number
   // `record_index`. Only for uncompressed files (returns false otherwise, position unchanged).
   bool seek(std::uint64_t byte_offset, std::int64_t record_index);
@@ -51,7 +55,6 @@ class TfRecordReader {
   const std::string& name() const { return name_; }
 
  private:
-  enum class Step { record, end, skipped };
   Step read_one(std::span<const std::byte>& record, bool check_payload);
   std::size_t ensure(std::size_t bytes);
   [[noreturn]] void fail(const std::string& problem, const char* advice, bool truncated) const;
@@ -64,7 +67,8 @@ class TfRecordReader {
   std::size_t begin_ = 0;  // first unread byte in buffer_
   std::size_t end_ = 0;    // one past the last valid byte in buffer_
   bool source_ended_ = false;
-  bool stopped_ = false;  // after an unrecoverable damage with skip_corrupt
+  bool stopped_ = false;         // after an unrecoverable damage with skip_corrupt
+  bool source_damaged_ = false;  // the decompressor met damage (already counted as skipped)
   std::int64_t record_index_ = 0;
   std::uint64_t offset_ = 0;
   std::int64_t skipped_ = 0;

@@ -117,8 +117,20 @@ InflateSource::~InflateSource() {
 }
 
 std::size_t InflateSource::read(std::byte* out, std::size_t size) {
-  z_stream& stream = state_->stream;
+  if (pending_error_) std::rethrow_exception(pending_error_);
   std::size_t total = 0;
+  try {
+    inflate_into(out, size, total);
+  } catch (const CorruptRecordError&) {
+    if (total == 0) throw;
+    pending_error_ = std::current_exception();
+  }
+  produced_ += total;
+  return total;
+}
+
+void InflateSource::inflate_into(std::byte* out, std::size_t size, std::size_t& total) {
+  z_stream& stream = state_->stream;
   while (total < size) {
     if (stream.avail_in == 0 && !input_exhausted_) {
       const std::size_t got = compressed_->read(input_.data(), input_.size());
@@ -158,8 +170,6 @@ std::size_t InflateSource::read(std::byte* out, std::size_t size) {
                                kAdviceCorrupt);
     }
   }
-  produced_ += total;
-  return total;
 }
 
 // ---- detection and opening ----

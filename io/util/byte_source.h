@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <span>
 #include <string>
@@ -69,6 +70,7 @@ class InflateSource final : public ByteSource {
   std::size_t read(std::byte* out, std::size_t size) override;
 
  private:
+  void inflate_into(std::byte* out, std::size_t size, std::size_t& total);
   struct State;
   std::unique_ptr<ByteSource> compressed_;
   std::unique_ptr<State> state_;
@@ -77,6 +79,9 @@ class InflateSource final : public ByteSource {
   bool input_exhausted_ = false;
   bool stream_ended_ = false;
   std::uint64_t produced_ = 0;
+  // Damage found after some bytes of a read were produced is reported by the next read, so the
+  // caller first gets every good byte.
+  std::exception_ptr pending_error_;
 };
 
 // Guesses the compression of a TFRecord stream from its first bytes: a valid uncompressed record

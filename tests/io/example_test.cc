@@ -28,13 +28,6 @@ std::string concat(std::initializer_list<std::string> pieces) {
   return out;
 }
 
-// "C" + 7 -> "C7" (written out to avoid the same GCC 12 false positive).
-std::string numbered(const char* prefix, long number) {
-  std::string name(prefix);
-  name.append(std::to_string(number));
-  return name;
-}
-
 ExampleMapping mapping_of(const Schema& schema) {
   ExampleMapping mapping;
   mapping.schema = schema;

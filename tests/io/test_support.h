@@ -54,6 +54,13 @@ inline std::string shared_tfrecord(const std::string& name) {
   return std::string(DRGRAD_SHARED_DATA_DIR) + "/tfrecord/" + name;
 }
 
+// "C" + 7 -> "C7", written out: `"C" + std::to_string(i)` trips a GCC 12 -Wrestrict false positive.
+inline std::string numbered(const char* prefix, long number) {
+  std::string name(prefix);
+  name.append(std::to_string(number));
+  return name;
+}
+
 // A schema with `dense` dense features, `sparse` slots (vocabulary 1000) and `labels` labels.
 inline Schema make_schema(int dense, int sparse, int labels) {
   Schema schema;
