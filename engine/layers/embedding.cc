@@ -3,6 +3,7 @@
 #include "engine/layers/embedding.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "kernels/vector/vector_ops.h"
@@ -130,6 +131,14 @@ Tensor FeatureInput<T>::forward(const io::Batch& batch) {
   const std::int64_t n = batch.size;
   Tensor input(Shape{n, out_features_}, dtype_of<T>(), ctx_.device);
   if (num_dense_ > 0) {
+    for (std::size_t i = 0; i < batch.dense.size(); ++i) {
+      if (!std::isfinite(batch.dense[i])) {
+        throw std::invalid_argument(
+            "dense feature " + std::to_string(i % num_dense_) + " of sample " +
+            std::to_string(i / num_dense_) + " in this batch is " + std::to_string(batch.dense[i]) +
+            "; clean or impute the data (the converter can normalise dense columns)");
+      }
+    }
     std::vector<T> dense(batch.dense.begin(), batch.dense.end());
     const Tensor dense_block = Tensor::from_vector<T>({n, num_dense_}, dense).to(ctx_.device);
     kernels::copy_rows<T>(ctx_, dense_block.data<T>(), num_dense_, input.data<T>(), out_features_,

@@ -51,7 +51,7 @@ void activation_forward(Activation f, const T* x, T* y, std::int64_t n) {
       for (std::int64_t i = 0; i < n; ++i) y[i] = x[i];
       break;
     case Activation::kRelu:
-      for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+      for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];  // NaN passes
       break;
     case Activation::kMish:
       for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * std::tanh(softplus(x[i]));

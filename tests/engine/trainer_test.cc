@@ -1,0 +1,197 @@
+// Trainer behaviour: determinism, exact resume from a checkpoint, refusal of damaged checkpoints,
+// and a clear stop on a NaN loss without writing a checkpoint.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/train/checkpoint.h"
+#include "engine/train/trainer.h"
+#include "io/generators/mmoe_generator.h"
+
+using namespace drgrad;
+using namespace drgrad::engine;
+namespace fs = std::filesystem;
+
+namespace {
+struct Scenario {
+  io::GeneratedData train, eval;
+  ModelSpec model;
+  OptimizerSpec optimizer;
+  TrainingOptions options;
+
+  Scenario() {
+    io::MmoeGeneratorOptions data;
+    data.num_samples = 300;
+    data.input_dim = 8;
+    data.sparse_slots = 2;
+    data.sparse_vocabulary = 20;
+    train = io::generate_mmoe(data);
+    data.num_samples = 100;
+    data.sample_stream = 1;
+    eval = io::generate_mmoe(data);
+    model.num_dense = 8;
+    for (const auto& slot : train.schema.sparse_slots) {
+      model.slots.push_back(
+          {slot.name, slot.vocabulary_size, 4, kernels::Pooling::kMean, OutOfRange::kError});
+    }
+    model.tasks = {{"y1", 0, TaskType::kBinary, 1.0, 2.0}, {"y2", 1, TaskType::kBinary, 0.5, 1.0}};
+    model.backbone = BackboneKind::kMmoe;
+    model.num_experts = 3;
+    model.expert_units = {8};
+    model.tower_units = {4};
+    optimizer.learning_rate = 0.01;
+    options.batch_size = 32;
+    options.epochs = 3;
+    options.show_progress = false;
+    options.save_checkpoints = false;
+  }
+
+  Trainer make(TrainingOptions override_options) const {
+    return Trainer(model, optimizer, override_options,
+                   std::make_unique<InMemoryBatchStream>(train.schema, train.batch,
+                                                         override_options.batch_size, true, 5),
+                   std::make_unique<InMemoryBatchStream>(eval.schema, eval.batch, 64, false, 5));
+  }
+};
+
+std::vector<std::vector<float>> parameters_of(Trainer& trainer) {
+  std::vector<std::vector<float>> values;
+  for (const auto& parameter : trainer.model().parameters().all()) {
+    values.push_back(parameter->value.to_vector<float>());
+  }
+  return values;
+}
+
+fs::path scratch_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("drgrad_trainer_test_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+}  // namespace
+
+TEST_CASE("training is deterministic for a seed and learns", "[trainer]") {
+  Scenario scenario;
+  Trainer first = scenario.make(scenario.options);
+  Trainer second = scenario.make(scenario.options);
+  const Evaluation a = first.fit();
+  const Evaluation b = second.fit();
+  CHECK(first.step() == 30);  // 3 epochs of ceil(300 / 32) = 10 batches
+  CHECK(parameters_of(first) == parameters_of(second));
+  REQUIRE(a.tasks.size() == 2);
+  CHECK(a.tasks[0].auc == b.tasks[0].auc);
+  CHECK(a.tasks[0].auc > 0.6);  // well above chance after 30 small steps
+}
+
+TEST_CASE("resuming from a checkpoint continues exactly like an uninterrupted run",
+          "[trainer][checkpoint]") {
+  Scenario scenario;
+  for (const auto kind : {OptimizerKind::kAdam, OptimizerKind::kSgd, OptimizerKind::kAdagrad}) {
+    scenario.optimizer.kind = kind;
+    scenario.optimizer.learning_rate = kind == OptimizerKind::kSgd ? 0.05 : 0.01;
+    Trainer uninterrupted = scenario.make(scenario.options);
+    uninterrupted.fit();
+
+    const fs::path dir = scratch_dir("resume");
+    TrainingOptions partial = scenario.options;
+    partial.steps = 13;  // stops mid-epoch (epoch 2, batch 3)
+    Trainer first_half = scenario.make(partial);
+    first_half.fit();
+    const std::string path = (dir / "mid.ckpt").string();
+    first_half.save_checkpoint(path);
+
+    Trainer resumed = scenario.make(scenario.options);
+    resumed.restore_checkpoint(path);
+    CHECK(resumed.step() == 13);
+    resumed.fit();
+    CHECK(resumed.step() == uninterrupted.step());
+    CHECK(parameters_of(resumed) == parameters_of(uninterrupted));
+  }
+}
+
+TEST_CASE("run checkpoints are kept, pruned and pointed to by 'latest'", "[trainer][checkpoint]") {
+  Scenario scenario;
+  TrainingOptions options = scenario.options;
+  options.run_dir = scratch_dir("run").string();
+  options.save_checkpoints = true;
+  options.checkpoint_every = 4;
+  options.keep_checkpoints = 2;
+  Trainer trainer = scenario.make(options);
+  trainer.fit();
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(fs::path(options.run_dir) / "checkpoints")) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"latest", "step-000000028.ckpt", "step-000000030.ckpt"});
+  std::ifstream latest(fs::path(options.run_dir) / "checkpoints" / "latest");
+  std::string pointed;
+  latest >> pointed;
+  CHECK(pointed == "step-000000030.ckpt");
+  CHECK(fs::exists(fs::path(options.run_dir) / "metrics.jsonl"));
+}
+
+TEST_CASE("damaged checkpoints are refused with a message naming the problem",
+          "[trainer][checkpoint]") {
+  Scenario scenario;
+  Trainer trainer = scenario.make(scenario.options);
+  const fs::path dir = scratch_dir("damaged");
+  const std::string path = (dir / "good.ckpt").string();
+  trainer.save_checkpoint(path);
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+
+  auto write = [&](const std::string& name, const std::string& content) {
+    const std::string target = (dir / name).string();
+    std::ofstream(target, std::ios::binary) << content;
+    return target;
+  };
+  SECTION("flipped byte in the body") {
+    std::string damaged = bytes;
+    damaged[damaged.size() / 2] ^= 0x40;
+    CHECK_THROWS_WITH(trainer.restore_checkpoint(write("flipped.ckpt", damaged)),
+                      Catch::Contains("CRC") && Catch::Contains("flipped.ckpt"));
+  }
+  SECTION("truncated file") {
+    CHECK_THROWS_WITH(
+        trainer.restore_checkpoint(write("cut.ckpt", bytes.substr(0, bytes.size() - 10))),
+        Catch::Contains("truncated"));
+  }
+  SECTION("not a checkpoint") {
+    CHECK_THROWS_WITH(trainer.restore_checkpoint(write("other.ckpt", "hello world, not ours")),
+                      Catch::Contains("not a drgrad checkpoint"));
+  }
+  SECTION("missing file") {
+    CHECK_THROWS_WITH(trainer.restore_checkpoint((dir / "absent.ckpt").string()),
+                      Catch::Contains("cannot open") && Catch::Contains("absent.ckpt"));
+  }
+  SECTION("another model") {
+    Scenario other;
+    other.model.num_experts = 4;
+    Trainer different = other.make(other.options);
+    CHECK_THROWS_WITH(different.restore_checkpoint(path), Catch::Contains("different model"));
+  }
+}
+
+TEST_CASE("a NaN loss stops training with advice and writes no checkpoint", "[trainer]") {
+  Scenario scenario;
+  scenario.train.batch.labels[7] = std::nanf("");
+  TrainingOptions options = scenario.options;
+  options.run_dir = scratch_dir("nan").string();
+  options.save_checkpoints = true;
+  Trainer trainer = scenario.make(options);
+  CHECK_THROWS_WITH(trainer.fit(),
+                    Catch::Contains("became nan") && Catch::Contains("learning_rate"));
+  CHECK_FALSE(fs::exists(fs::path(options.run_dir) / "checkpoints"));
+}
+
+TEST_CASE("a non-finite dense feature is refused with its position", "[trainer]") {
+  Scenario scenario;
+  scenario.train.batch.dense[5] = std::nanf("");
+  TrainingOptions options = scenario.options;
+  options.epochs = 1;
+  Trainer trainer = scenario.make(options);
+  CHECK_THROWS_WITH(trainer.fit(), Catch::Contains("dense feature") && Catch::Contains("nan"));
+}
