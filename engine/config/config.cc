@@ -112,7 +112,17 @@ std::vector<std::string> keys_of_section(const std::string& section) {
   std::string message = where + ": unknown key '" + path + "'";
   if (!best.empty())
     message += "; did you mean '" + (section.empty() ? "" : section + ".") + best + "'?";
-  message += section.empty() ? " Top-level tables are: " : " Keys of [" + section + "] are: ";
+  // An entry of an array of tables ("tasks.0") reads as "[[tasks]]" in the file.
+  const std::string index = last_part(section);
+  const bool is_entry = !section.empty() && section.find('.') != std::string::npos &&
+                        index.find_first_not_of("0123456789") == std::string::npos;
+  if (section.empty()) {
+    message += " Top-level tables are: ";
+  } else if (is_entry) {
+    message += " Keys of a [[" + parent_of(section) + "]] entry are: ";
+  } else {
+    message += " Keys of [" + section + "] are: ";
+  }
   message += join(valid_names) + ". docs/config.md lists every key.";
   throw ConfigError(message);
 }

@@ -154,6 +154,7 @@ TEST_CASE("config: unknown keys name the key, the line and a suggestion", "[conf
   const std::string in_task = error_of([] { parse("[[tasks]]\nname = \"a\"\nweight = 2\n"); });
   CHECK_THAT(in_task, Contains("cfg.toml:3"));
   CHECK_THAT(in_task, Contains("tasks.0.weight"));
+  CHECK_THAT(in_task, Contains("Keys of a [[tasks]] entry are: name, label"));
 
   const std::string dotted = error_of([] { parse("training.batch_sise = 3\n"); });
   CHECK_THAT(dotted, Contains("cfg.toml:1"));
