@@ -271,6 +271,7 @@ void append_float_values(std::span<const std::byte> list, std::vector<float>& ou
       const auto packed = cursor.read_length_delimited(start);
       if (packed.size() % 4 != 0) cursor.fail("a packed float list is not a multiple of 4 bytes");
       const std::size_t count = packed.size() / 4;
+      if (count == 0) continue;  // an empty packed list (memcpy must not see a null vector)
       const std::size_t old_size = out.size();
       out.resize(old_size + count);
       std::memcpy(out.data() + old_size, packed.data(), packed.size());

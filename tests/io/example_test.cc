@@ -277,3 +277,13 @@ TEST_CASE("example batch decoder rejects mismatches and leaves the batch unchang
   CHECK(batch.size == before.size);
   CHECK(batch.sparse[0].ids == before.sparse[0].ids);
 }
+
+TEST_CASE("example decoder accepts empty packed lists", "[example]") {
+  // FloatList{value: packed, zero bytes} and Int64List likewise (found by the fuzzer).
+  std::vector<float> floats;
+  append_float_values(as_bytes(bytes_of({0x0a, 0x00})), floats);
+  CHECK(floats.empty());
+  std::vector<std::int64_t> ints;
+  append_int64_values(as_bytes(bytes_of({0x0a, 0x00})), ints);
+  CHECK(ints.empty());
+}
