@@ -1,47 +1,21 @@
 // prepare_run: config sections mapped onto model, optimizer, trainer and data settings.
 #include "engine/train/run_setup.h"
 
-#include "io/generators/drgrad_synthetic_generator.h"
-#include "io/generators/mmoe_generator.h"
+#include "engine/config/generated_data_source.h"
 
 namespace drgrad::engine {
-
-namespace {
-io::GeneratedData generate(const DataConfig& data, std::int64_t samples, std::uint64_t stream) {
-  if (data.generator == GeneratorKind::kMmoe) {
-    io::MmoeGeneratorOptions options;
-    options.num_samples = samples;
-    options.seed = static_cast<std::uint64_t>(data.seed);
-    options.sample_stream = stream;
-    options.correlation = data.correlation;
-    options.input_dim = data.input_dim;
-    options.binary_labels = data.binary_labels;
-    options.sparse_slots = data.sparse_slots;
-    options.sparse_vocabulary = data.sparse_vocabulary;
-    return io::generate_mmoe(options);
-  }
-  io::DrgradGeneratorOptions options;
-  options.num_samples = samples;
-  options.seed = static_cast<std::uint64_t>(data.seed);
-  options.sample_stream = stream;
-  options.cos_theta = data.cos_theta;
-  options.sparse_vocabulary = data.sparse_vocabulary;
-  options.binary_labels = data.binary_labels;
-  return io::generate_drgrad_synthetic(options);
-}
-}  // namespace
 
 RunSetup prepare_run(const Config& config) {
   RunSetup setup;
   const auto seed = static_cast<std::uint64_t>(config.training.seed);
   const std::int64_t batch_size = config.training.batch_size;
   if (config.data.source == DataSource::kGenerated) {
-    io::GeneratedData train = generate(config.data, config.data.train_samples, 0);
+    io::GeneratedData train = generate_configured_data(config.data, DataSplit::kTrain);
     setup.schema = train.schema;
     setup.train_data = std::make_unique<InMemoryBatchStream>(train.schema, std::move(train.batch),
                                                              batch_size, true, seed);
     if (config.data.eval_samples > 0) {
-      io::GeneratedData eval = generate(config.data, config.data.eval_samples, 1);
+      io::GeneratedData eval = generate_configured_data(config.data, DataSplit::kEval);
       setup.eval_data = std::make_unique<InMemoryBatchStream>(
           eval.schema, std::move(eval.batch), std::max<std::int64_t>(batch_size, 4096), false,
           seed);

@@ -41,8 +41,8 @@ struct SparseColumn {
 
 struct Batch {
   std::int64_t size = 0;
-  std::vector<float> dense;   // [size, num_dense], row-major
-  std::vector<float> labels;  // [size, num_labels], row-major
+  std::vector<float> dense;          // [size, num_dense], row-major
+  std::vector<float> labels;         // [size, num_labels], row-major
   std::vector<SparseColumn> sparse;  // one per sparse slot
 
   // Empty batch shaped for `schema` (offsets initialised, no samples).
