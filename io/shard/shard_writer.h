@@ -36,7 +36,8 @@ class ShardWriter {
   void close();
 
   const Schema& schema() const { return schema_; }
-  std::int64_t samples_written() const { return samples_written_; }
+  // Samples accepted by write() so far (some may still wait for their block to fill).
+  std::int64_t samples_written() const { return samples_written_ + pending_.size; }
   std::int64_t blocks_written() const { return static_cast<std::int64_t>(block_offsets_.size()); }
 
  private:
