@@ -46,6 +46,9 @@ struct DataConfig {
   std::vector<std::string> train_files;
   std::vector<std::string> eval_files;
   std::string format = "auto";
+  std::string example_schema;  // tfrecord files: TOML file mapping Example features to slots
+  bool skip_corrupt = false;
+  std::int64_t decode_threads = 2;
 };
 
 // Per-slot overrides of the [features] defaults; an unset field inherits the default (and the

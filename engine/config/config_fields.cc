@@ -122,6 +122,13 @@ ConfigLayout build_layout() {
       DRGRAD_CONFIG_FIELD(Config, data.eval_files, "source = \"files\": evaluation data files"),
       DRGRAD_CONFIG_FIELD(Config, data.format, "source = \"files\": file format, \"auto\" detects",
                           not_empty()),
+      DRGRAD_CONFIG_FIELD(Config, data.example_schema,
+                          "tfrecord files: TOML file mapping Example features to dense, sparse "
+                          "and label columns"),
+      DRGRAD_CONFIG_FIELD(Config, data.skip_corrupt,
+                          "source = \"files\": skip damaged records (counted) instead of failing"),
+      DRGRAD_CONFIG_FIELD(Config, data.decode_threads, "source = \"files\": decode threads",
+                          at_least(1)),
       // [features]
       DRGRAD_CONFIG_FIELD(Config, features.embedding_dim, "embedding width of every sparse slot",
                           at_least(1)),

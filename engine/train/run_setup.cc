@@ -1,9 +1,34 @@
 // prepare_run: config sections mapped onto model, optimizer, trainer and data settings.
 #include "engine/train/run_setup.h"
 
+#include "engine/config/example_mapping_file.h"
 #include "engine/config/generated_data_source.h"
+#include "engine/train/file_batch_stream.h"
 
 namespace drgrad::engine {
+
+namespace {
+io::DatasetReaderOptions reader_options(const Config& config) {
+  io::DatasetReaderOptions options;
+  const std::string& format = config.data.format;
+  if (format == "auto") {
+    options.format = io::DataFormat::detect;
+  } else if (format == "shard" || format == "shards") {
+    options.format = io::DataFormat::shard;
+  } else if (format == "tfrecord") {
+    options.format = io::DataFormat::tfrecord;
+  } else {
+    throw ConfigError("data.format = \"" + format +
+                      "\" is not a format: use auto, shard or tfrecord");
+  }
+  if (!config.data.example_schema.empty()) {
+    options.example_mapping = load_example_mapping(config.data.example_schema);
+  }
+  options.skip_corrupt = config.data.skip_corrupt;
+  options.decode_threads = static_cast<int>(config.data.decode_threads);
+  return options;
+}
+}  // namespace
 
 RunSetup prepare_run(const Config& config) {
   RunSetup setup;
@@ -21,10 +46,26 @@ RunSetup prepare_run(const Config& config) {
           seed);
     }
   } else {
-    // TODO(#3): stream shards and TFRecord files through the io reader.
-    throw ConfigError(
-        "data.source = \"files\" is not supported yet by this build: training reads generated "
-        "data only (set data.source = \"generated\")");
+    if (config.data.train_files.empty()) {
+      throw ConfigError(
+          "data.source = \"files\" needs data.train_files (a list of shard or "
+          "TFRecord files)");
+    }
+    io::DatasetReaderOptions options = reader_options(config);
+    options.files = config.data.train_files;
+    options.batch_size = batch_size;
+    options.shuffle = true;
+    options.seed = seed;
+    auto train = std::make_unique<FileBatchStream>(options);
+    setup.schema = train->schema();
+    setup.train_data = std::move(train);
+    if (!config.data.eval_files.empty()) {
+      options.files = config.data.eval_files;
+      options.batch_size = std::max<std::int64_t>(batch_size, 4096);
+      options.shuffle = false;
+      options.expected_schema = setup.schema;
+      setup.eval_data = std::make_unique<FileBatchStream>(options);
+    }
   }
 
   ModelSpec& model = setup.model;
