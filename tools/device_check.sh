@@ -109,15 +109,28 @@ if [ -d "$deps" ]; then
   sed -i -E "s#^libdir=.*#libdir=$deps/lib/x86_64-linux-gnu#" "$pkgconfig_dir/libzstd.pc" \
     2>/dev/null
   library_dirs="$deps/lib/x86_64-linux-gnu:$deps/lib/x86_64-linux-gnu/openblas-pthread"
+  # At run time only the carried libraries the machine lacks are put first (LD_LIBRARY_PATH wins
+  # over the system's), so that the machine's own tools keep their own zlib, zstd and so on.
+  runtime_dir="$build_dir/deps-runtime"
+  rm -rf "$runtime_dir"
+  mkdir -p "$runtime_dir"
+  system_libraries=$( (ldconfig -p || /sbin/ldconfig -p) 2>/dev/null)
+  for library in "$deps"/lib/x86_64-linux-gnu/*.so.[0-9] "$deps"/lib/x86_64-linux-gnu/*/*.so.[0-9]; do
+    [ -e "$library" ] || continue
+    if ! grep -qE "^[[:space:]]+$(basename "$library") " <<<"$system_libraries"; then
+      ln -sf "$library" "$runtime_dir/$(basename "$library")"
+    fi
+  done
   export PKG_CONFIG_PATH="$pkgconfig_dir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
   export CMAKE_PREFIX_PATH="$deps${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-  export LD_LIBRARY_PATH="$library_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH="$runtime_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export LIBRARY_PATH="$library_dirs${LIBRARY_PATH:+:$LIBRARY_PATH}"
   if ! command -v pkg-config >/dev/null && [ -x "$deps/bin/pkgconf" ]; then
     export PKG_CONFIG="$deps/bin/pkgconf"  # FindPkgConfig reads this
   fi
   record deps ok 0 "$(grep -c '^Package' "$root/.deps/PACKAGES" 2>/dev/null || echo '?') packages\
- from .deps; pkg-config --cflags openblas: $(${PKG_CONFIG:-pkg-config} --cflags openblas 2>&1)"
+ from .deps; carried libraries used at run time: $(find "$runtime_dir" -mindepth 1 -printf '%f ' | grep . || echo none)"
+  record pkg-config ok 0 "openblas: $(${PKG_CONFIG:-pkg-config} --cflags --libs openblas 2>&1)"
 else
   record deps absent 0 "no .deps/ carried: relying on the machine's own packages"
 fi
@@ -190,6 +203,10 @@ for bench in "$build_dir"/bench/*_bench; do
   [ -x "$bench" ] || continue
   found_bench=1
   name=$(basename "$bench")
+  if ! command -v nvidia-smi >/dev/null; then
+    record "$name" skipped 0 "no NVIDIA driver here"
+    continue
+  fi
   if ! timeout 20 "$bench" --help 2>&1 | grep -q -- '--device'; then
     record "$name" skipped 0 "takes no --device option"
     continue
