@@ -19,9 +19,11 @@ void hash_string(std::uint64_t& state, const std::string& text) {
   hash_bytes(state, &length, sizeof(length));
   hash_bytes(state, text.data(), text.size());
 }
+// At most 8 names, then how many more.
 std::string join_names(const std::vector<std::string>& names) {
   std::string out;
-  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
+  for (std::size_t i = 0; i < names.size() && i < 8; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > 8) out += ", ... (" + std::to_string(names.size() - 8) + " more)";
   return out;
 }
 }  // namespace

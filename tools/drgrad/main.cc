@@ -35,6 +35,48 @@ int main(int argc, char** argv) {
   eval->add_option("--set", eval_overrides, "Override a config key (repeatable)");
   eval->add_option("--checkpoint", checkpoint, "Checkpoint file")->required();
 
+  drgrad::tools::ConvertArguments convert_arguments;
+  auto* convert = app.add_subcommand("convert", "Convert CSV or TFRecord/Example files to shards");
+  convert
+      ->add_option("inputs", convert_arguments.inputs,
+                   "Input files (CSV, plain or gzip; or TFRecord)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  convert->add_option("--output", convert_arguments.output, "Output folder")->required();
+  auto* csv_schema = convert->add_option("--schema", convert_arguments.csv_schema,
+                                         "CSV column spec (TOML), e.g. configs/census_schema.toml");
+  auto* example_schema = convert->add_option("--example-schema", convert_arguments.example_schema,
+                                             "TFRecord inputs: Example feature mapping (TOML)");
+  csv_schema->excludes(example_schema);
+  convert->add_option("--prefix", convert_arguments.prefix, "TFRecord inputs: output name prefix");
+  convert->add_option("--samples-per-shard", convert_arguments.samples_per_shard,
+                      "Samples per output shard");
+  convert->add_option("--samples-per-block", convert_arguments.samples_per_block,
+                      "Samples per compressed block (record)");
+  convert->add_option("--zstd-level", convert_arguments.zstd_level,
+                      "zstd level per block, 0 for no compression");
+
+  drgrad::tools::SynthArguments synth_arguments;
+  auto* synth =
+      app.add_subcommand("synth", "Write generated data (MMoE or DRGrad generator) as shards");
+  synth->add_option("--generator", synth_arguments.generator, "mmoe or drgrad_synthetic");
+  synth->add_option("--output", synth_arguments.output, "Output folder")->required();
+  synth->add_option("--train-samples", synth_arguments.train_samples);
+  synth->add_option("--eval-samples", synth_arguments.eval_samples);
+  synth->add_option("--seed", synth_arguments.seed);
+  synth->add_option("--correlation", synth_arguments.correlation, "mmoe: task correlation");
+  synth->add_option("--sparse-slots", synth_arguments.sparse_slots, "mmoe: sparse slots");
+  synth->add_option("--cos-theta", synth_arguments.cos_theta, "drgrad_synthetic: task relation");
+  synth->add_option("--zstd-level", synth_arguments.zstd_level, "0 for no compression");
+
+  std::vector<std::string> inspect_files;
+  bool verify = false;
+  auto* inspect = app.add_subcommand("inspect", "Describe shards or TFRecord files");
+  inspect->add_option("files", inspect_files, "Shard or TFRecord files")
+      ->required()
+      ->check(CLI::ExistingFile);
+  inspect->add_flag("--verify", verify, "Decode everything, check every CRC, print statistics");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -45,6 +87,15 @@ int main(int argc, char** argv) {
     if (*demo) return drgrad::tools::run_demo(quick);
     if (*train) return drgrad::tools::run_train(train_arguments);
     if (*eval) return drgrad::tools::run_eval(eval_config, eval_overrides, checkpoint);
+    if (*convert) {
+      if (convert_arguments.csv_schema.empty() && convert_arguments.example_schema.empty()) {
+        throw std::invalid_argument(
+            "convert needs --schema (CSV inputs) or --example-schema (TFRecord inputs)");
+      }
+      return drgrad::tools::run_convert(convert_arguments);
+    }
+    if (*synth) return drgrad::tools::run_synth(synth_arguments);
+    if (*inspect) return drgrad::tools::run_inspect(inspect_files, verify);
   } catch (const std::exception& error) {
     std::cerr << "drgrad: error: " << error.what() << "\n";
     return 1;
