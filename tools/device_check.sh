@@ -27,7 +27,7 @@ budget_s="${DEVICE_CHECK_BUDGET_S:-540}"
 start_s=$(date +%s)
 summary="$out_dir/summary.txt"
 # Logs (the device tool brings back at most 8 files from OUT_DIR): summary.txt, machine.log,
-# build.log, ctest_gpu.log, ctest_all.log, bench.log.
+# build.log, ctest_gpu.log, ctest_all.log, bench.log, sanitizer.log.
 
 seconds_left() { echo $((budget_s - ($(date +%s) - start_s))); }
 
@@ -188,10 +188,12 @@ if [ -f "$build_dir/CTestTestfile.cmake" ]; then
   # One GPU: the GPU tests run one at a time.
   run_step ctest-gpu "$gpu_log" 300 ctest --test-dir "$build_dir" -L gpu --output-on-failure \
     --timeout 240
-  record ctest-gpu-results "$step_status" 0 "$(count_results "$gpu_log")"
+  [ "$step_status" != skipped ] &&
+    record ctest-gpu-results "$step_status" 0 "$(count_results "$gpu_log")"
   run_step ctest-all "$all_log" 420 ctest --test-dir "$build_dir" --output-on-failure \
     -j "$jobs" --timeout 240
-  record ctest-all-results "$step_status" 0 "$(count_results "$all_log")"
+  [ "$step_status" != skipped ] &&
+    record ctest-all-results "$step_status" 0 "$(count_results "$all_log")"
 else
   record ctest-gpu not-run 0 "no configured build in $build_dir"
 fi
@@ -214,6 +216,21 @@ for bench in "$build_dir"/bench/*_bench; do
   run_step "$name" "$bench_log" 120 "$bench" --device cuda
 done
 ((found_bench)) || record benchmarks none 0 "no bench/*_bench executables in $build_dir"
+
+# --- memory and race checks, with what is left of the budget -------------------------------------
+# compute-sanitizer works on Firecracker machines, not on gVisor ones; either way the summary says.
+sanitizer_log="$out_dir/sanitizer.log"
+gpu_tests="$build_dir/tests/gpu/gpu_tests"
+if command -v compute-sanitizer >/dev/null && command -v nvidia-smi >/dev/null &&
+  [ -x "$gpu_tests" ]; then
+  run_step memcheck "$sanitizer_log" 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
+    "$gpu_tests"
+  # The kernels that share memory between threads: column sums, dot and the loss sums.
+  run_step racecheck "$sanitizer_log" 90 compute-sanitizer --tool racecheck --error-exitcode 1 \
+    "$gpu_tests" "[gemm],[vector],[loss]"
+else
+  record compute-sanitizer skipped 0 "needs compute-sanitizer, a driver and gpu_tests"
+fi
 
 total_s=$(($(date +%s) - start_s))
 echo "# finished in ${total_s}s" >>"$summary"
