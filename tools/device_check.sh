@@ -73,6 +73,9 @@ run_step() {
 }
 
 # --- the machine -----------------------------------------------------------------------------
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH="$PATH:/usr/local/cuda/bin"
+fi
 machine_log="$out_dir/machine.log"
 {
   echo "uname: $(uname -a)"
