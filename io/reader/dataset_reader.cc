@@ -176,11 +176,16 @@ struct DatasetReader::Impl {
 
   // Consumer state (touched only by the consumer thread).
   std::int64_t epoch = 0;
-  std::int64_t window = 0;  // the window `window_batch` holds; -1 when none is loaded
-  std::int64_t cursor = 0;  // next row of window_order to hand out
+  std::int64_t window = 0;  // the window `window_units` hold (when window_loaded)
+  std::int64_t cursor = 0;  // next entry of window_order to hand out
   bool window_loaded = false;
-  Batch window_batch;
+  // The window's samples stay in their unit batches (no concatenation copy); window row r is
+  // row r - window_unit_start[u] of unit u, the last u with window_unit_start[u] <= r.
+  std::vector<Batch> window_units;
+  std::vector<std::int64_t> window_unit_start;
+  std::int64_t window_samples = 0;
   std::vector<std::int64_t> window_order;
+  std::vector<std::pair<std::size_t, std::int64_t>> located;  // scratch for append_rows
   bool finished = false;
 
   std::int64_t units_per_epoch() const { return static_cast<std::int64_t>(units.size()); }
@@ -200,6 +205,8 @@ struct DatasetReader::Impl {
   void stop_workers();
   UnitResult take_result(std::int64_t sequence);
   void load_window(std::int64_t epoch_number, std::int64_t window_number);
+  // Appends window rows window_order[cursor, cursor + count) to `out`.
+  void append_rows(Batch& out, std::int64_t count);
 };
 
 void DatasetReader::Impl::open_files() {
@@ -439,19 +446,63 @@ UnitResult DatasetReader::Impl::take_result(std::int64_t sequence) {
   return std::move(node.mapped());
 }
 
+void DatasetReader::Impl::append_rows(Batch& out, std::int64_t count) {
+  located.resize(static_cast<std::size_t>(count));
+  for (std::int64_t i = 0; i < count; ++i) {
+    const std::int64_t row = window_order[static_cast<std::size_t>(cursor + i)];
+    const auto unit = static_cast<std::size_t>(
+        std::upper_bound(window_unit_start.begin(), window_unit_start.end(), row) -
+        window_unit_start.begin() - 1);
+    located[static_cast<std::size_t>(i)] = {unit, row - window_unit_start[unit]};
+  }
+  const std::size_t num_dense = schema.num_dense();
+  const std::size_t num_labels = schema.num_labels();
+  for (const auto& [unit, row] : located) {
+    const Batch& source = window_units[unit];
+    const auto r = static_cast<std::size_t>(row);
+    out.dense.insert(out.dense.end(), source.dense.begin() + r * num_dense,
+                     source.dense.begin() + (r + 1) * num_dense);
+    out.labels.insert(out.labels.end(), source.labels.begin() + r * num_labels,
+                      source.labels.begin() + (r + 1) * num_labels);
+  }
+  constexpr std::size_t kPrefetchDistance = 8;  // rows ahead: hides the random-access misses
+  for (std::size_t slot = 0; slot < out.sparse.size(); ++slot) {
+    SparseColumn& column = out.sparse[slot];
+    for (std::size_t i = 0; i < kPrefetchDistance && i < located.size(); ++i) {
+      __builtin_prefetch(&window_units[located[i].first].sparse[slot].offsets[located[i].second]);
+    }
+    for (std::size_t i = 0; i < located.size(); ++i) {
+      if (i + kPrefetchDistance < located.size()) {
+        const auto& [ahead_unit, ahead_row] = located[i + kPrefetchDistance];
+        const SparseColumn& ahead = window_units[ahead_unit].sparse[slot];
+        __builtin_prefetch(&ahead.offsets[static_cast<std::size_t>(ahead_row)]);
+        __builtin_prefetch(&ahead.ids[static_cast<std::size_t>(
+            ahead.offsets[static_cast<std::size_t>(ahead_row)])]);
+      }
+      const auto& [unit, row] = located[i];
+      const SparseColumn& source = window_units[unit].sparse[slot];
+      const auto begin = source.offsets[static_cast<std::size_t>(row)];
+      const auto end = source.offsets[static_cast<std::size_t>(row) + 1];
+      if (end - begin == 1) {
+        column.ids.push_back(source.ids[static_cast<std::size_t>(begin)]);
+      } else {
+        column.ids.insert(column.ids.end(), source.ids.begin() + begin, source.ids.begin() + end);
+      }
+      column.offsets.push_back(static_cast<std::int64_t>(column.ids.size()));
+    }
+  }
+  out.size += count;
+}
+
 void DatasetReader::Impl::load_window(std::int64_t epoch_number, std::int64_t window_number) {
   const std::int64_t per_epoch = units_per_epoch();
   const std::int64_t first = window_number * options.shuffle_window_units;
   const std::int64_t last = std::min(per_epoch, first + options.shuffle_window_units);
-  Batch loaded = Batch::empty_for(schema);
+  std::vector<Batch> loaded;
   try {
     for (std::int64_t k = first; k < last; ++k) {
       UnitResult result = take_result(epoch_number * per_epoch + k);
-      if (loaded.size == 0) {
-        loaded = std::move(result.batch);
-      } else {
-        append_batch(loaded, result.batch);
-      }
+      if (result.batch.size > 0) loaded.push_back(std::move(result.batch));
     }
   } catch (...) {
     // Rewind the pipeline to this window so that calling next() again retries it.
@@ -459,8 +510,14 @@ void DatasetReader::Impl::load_window(std::int64_t epoch_number, std::int64_t wi
     start_workers(epoch_number * per_epoch + first);
     throw;
   }
-  window_batch = std::move(loaded);
-  window_order.resize(static_cast<std::size_t>(window_batch.size));
+  window_units = std::move(loaded);
+  window_unit_start.clear();
+  window_samples = 0;
+  for (const Batch& unit : window_units) {
+    window_unit_start.push_back(window_samples);
+    window_samples += unit.size;
+  }
+  window_order.resize(static_cast<std::size_t>(window_samples));
   std::iota(window_order.begin(), window_order.end(), std::int64_t{0});
   if (options.shuffle) {
     shuffle_in_place(window_order,
@@ -511,11 +568,22 @@ DatasetReader::~DatasetReader() {
 
 bool DatasetReader::next(Batch& batch) {
   Impl& impl = *impl_;
-  batch = Batch::empty_for(impl.schema);
+  // Empty the caller's batch but keep its buffers: no allocation per batch in steady state.
+  auto reset = [&] {
+    batch.size = 0;
+    batch.dense.clear();
+    batch.labels.clear();
+    batch.sparse.resize(impl.schema.num_sparse());
+    for (auto& column : batch.sparse) {
+      column.ids.clear();
+      column.offsets.assign(1, 0);
+    }
+  };
+  reset();
   const std::int64_t epochs = impl.options.num_epochs;
   while (batch.size < impl.options.batch_size) {
     if (impl.finished) return false;
-    if (!impl.window_loaded || impl.cursor == impl.window_batch.size) {
+    if (!impl.window_loaded || impl.cursor == impl.window_samples) {
       std::int64_t next_epoch = impl.epoch;
       std::int64_t next_window = impl.window_loaded ? impl.window + 1 : impl.window;
       if (next_window >= impl.windows_per_epoch()) {
@@ -523,10 +591,10 @@ bool DatasetReader::next(Batch& batch) {
         if (batch.size > 0 && !impl.options.drop_remainder) {
           impl.window_loaded = true;
           impl.window = impl.windows_per_epoch();
-          impl.cursor = impl.window_batch.size;
+          impl.cursor = impl.window_samples;
           return true;
         }
-        batch = Batch::empty_for(impl.schema);
+        reset();
         next_epoch = impl.epoch + 1;
         next_window = 0;
         if ((epochs != 0 && next_epoch >= epochs) || impl.units_per_epoch() == 0) {
@@ -542,10 +610,8 @@ bool DatasetReader::next(Batch& batch) {
       continue;
     }
     const std::int64_t take =
-        std::min(impl.options.batch_size - batch.size, impl.window_batch.size - impl.cursor);
-    const std::span<const std::int64_t> rows(impl.window_order.data() + impl.cursor,
-                                             static_cast<std::size_t>(take));
-    append_batch(batch, gather_rows(impl.window_batch, rows));
+        std::min(impl.options.batch_size - batch.size, impl.window_samples - impl.cursor);
+    impl.append_rows(batch, take);
     impl.cursor += take;
   }
   return true;
@@ -559,7 +625,7 @@ ReaderPosition DatasetReader::position() const {
   if (!impl.window_loaded) {
     position.window = impl.window;
     position.sample_in_window = 0;
-  } else if (impl.cursor == impl.window_batch.size) {
+  } else if (impl.cursor == impl.window_samples) {
     // The window is used up: the next sample is the start of the following window (which may
     // be the first window of the next epoch).
     if (impl.window + 1 >= impl.windows_per_epoch()) {
@@ -617,9 +683,9 @@ void DatasetReader::restore_normalized(const ReaderPosition& position) {
     return;
   }
   impl.load_window(position.epoch, position.window);
-  if (position.sample_in_window > impl.window_batch.size) {
+  if (position.sample_in_window > impl.window_samples) {
     throw std::invalid_argument("DatasetReader::restore: the window holds " +
-                                std::to_string(impl.window_batch.size) +
+                                std::to_string(impl.window_samples) +
                                 " samples, the position "
                                 "says sample " +
                                 std::to_string(position.sample_in_window));
