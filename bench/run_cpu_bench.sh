@@ -6,7 +6,9 @@
 # Environment: THREADS (thread counts to run, default "2 1"), ROUNDS (drgrad-then-peer rounds per
 # thread count, default 3; the summary takes the median over rounds), STEPS (100), RUNS (5),
 # WARMUP (30), BATCH (512), BUILD_DIR (build-bench), PYTHON (a Python with torch; default
-# .venv-bench/bin/python when present, else python3). Without torch the script says how to
+# .venv-bench/bin/python when present, else python3), PEER_OMP_WAIT_POLICY (default PASSIVE:
+# torch's OpenMP threads sleep instead of spinning while they wait; with spinning, a machine
+# shared with other work slowed the 2-thread peer tenfold). Without torch the script says how to
 # install it (python3 -m venv .venv-bench && .venv-bench/bin/pip install torch numpy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +59,7 @@ for threads in $threads_list; do
     "$bench" "${common[@]}" --threads "$threads" --json "$out_dir/drgrad-$tag.json" "${extra[@]}" |
       tee "$out_dir/drgrad-$tag.txt"
     echo "=== torch peer, $threads thread(s), round $round"
-    OMP_NUM_THREADS="$threads" "$python" bench/peers/torch_mmoe.py --data "$data" "${common[@]}" \
+    OMP_NUM_THREADS="$threads" OMP_WAIT_POLICY="${PEER_OMP_WAIT_POLICY:-PASSIVE}" "$python" bench/peers/torch_mmoe.py --data "$data" "${common[@]}" \
       --threads "$threads" --json "$out_dir/torch-$tag.json" | tee "$out_dir/torch-$tag.txt"
   done
 done

@@ -175,7 +175,8 @@ def main():
     print(f"# build: Python {platform.python_version()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}"
           f"{' (--threads)' if options.threads > 0 else ' (torch default)'}, "
-          f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}")
+          f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}, "
+          f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     print(f"# data: {options.data}: {len(vocabularies)} slots (EmbeddingBag sum, dim "
           f"{options.embedding_dim}), {num_dense} dense, {num_tasks} binary tasks; "
           f"{num_batches} pre-built batches cycled")
@@ -231,7 +232,8 @@ def main():
                         "kernel": f"{platform.system()} {platform.release()}",
                         "load_average": load_average()},
             "build": {"python": platform.python_version(), "torch": torch.__version__,
-                      "threads": torch.get_num_threads()},
+                      "threads": torch.get_num_threads(),
+                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")},
             "config": {"backbone": "mmoe", "device": "cpu", "batch": options.batch,
                        "slots": len(vocabularies), "dense": int(num_dense), "tasks": int(num_tasks),
                        "embedding_dim": options.embedding_dim, "experts": options.experts,
