@@ -297,8 +297,12 @@ void DatasetReader::Impl::build_units() {
       samples_per_epoch += all[u].samples;
     }
   }
+  // File names without folders: a position stays valid when the data set is moved.
   for (const auto& path : options.files) {
-    for (const char c : path) mix(static_cast<unsigned char>(c));
+    const auto slash = path.find_last_of('/');
+    for (const char c : path.substr(slash == std::string::npos ? 0 : slash + 1)) {
+      mix(static_cast<unsigned char>(c));
+    }
   }
   mix(options.seed);
   mix(options.shuffle ? 1 : 0);

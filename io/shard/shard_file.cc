@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "io/tfrecord/tfrecord_format.h"
@@ -298,6 +299,36 @@ void ShardFile::read_block(std::int64_t block, BlockDecoder& decoder,
              " samples, the index says " + std::to_string(info.samples),
          kAdviceCorrupt);
   }
+}
+
+std::string describe_shard(const ShardFile& file) {
+  const ShardHeader& header = file.header();
+  const Schema& schema = file.schema();
+  std::string text;
+  auto line = [&](const std::string& key, const std::string& value) {
+    text += key + ": " + value + "\n";
+  };
+  line("file", file.path());
+  line("format", "drgrad shard version " + std::to_string(header.version));
+  line("codec", to_string(header.codec) + (header.codec == shard::BlockCodec::zstd
+                                               ? " (level " + std::to_string(header.level) + ")"
+                                               : std::string()));
+  line("size", std::to_string(file.file_size()) + " bytes");
+  line("blocks", std::to_string(file.num_blocks()));
+  line("samples", std::to_string(file.total_samples()));
+  if (file.recovered_by_scan()) {
+    line("warning", "the index is missing or damaged; blocks were found by scanning");
+  }
+  char fingerprint[32];
+  std::snprintf(fingerprint, sizeof(fingerprint), "%016llx",
+                static_cast<unsigned long long>(schema.fingerprint()));
+  line("schema fingerprint", fingerprint);
+  for (const auto& name : schema.dense_features) line("dense", name);
+  for (const auto& slot : schema.sparse_slots) {
+    line("sparse", slot.name + " (vocabulary " + std::to_string(slot.vocabulary_size) + ")");
+  }
+  for (const auto& name : schema.labels) line("label", name);
+  return text;
 }
 
 }  // namespace drgrad::io

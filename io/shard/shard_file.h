@@ -74,4 +74,8 @@ class ShardFile {
   std::int64_t skipped_ = 0;
 };
 
+// A human-readable summary for `drgrad inspect`: format version, codec and level, block and sample
+// counts, the schema (every name, vocabulary sizes) and its fingerprint. One item per line.
+std::string describe_shard(const ShardFile& file);
+
 }  // namespace drgrad::io

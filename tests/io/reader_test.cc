@@ -319,3 +319,89 @@ TEST_CASE("reader rejects shards of another schema and unusable options", "[read
   options.files.clear();
   CHECK_THROWS_AS(DatasetReader(options), std::invalid_argument);
 }
+
+namespace {
+// 300 Examples with label "id" = record number, "x" dense and "tags" bytes ids, in one file.
+// Returns the byte offset of every record.
+std::vector<std::uint64_t> write_id_examples(const std::string& path, Compression compression) {
+  TfRecordWriter writer(path, {compression, -1});
+  std::vector<std::uint64_t> offsets;
+  std::uint64_t offset = 0;
+  for (int i = 0; i < 300; ++i) {
+    Example example;
+    example["id"] = Feature::of_int64s({i});
+    example["x"] = Feature::of_floats({0.5f * static_cast<float>(i)});
+    example["tags"] = Feature::of_bytes({numbered("t", i % 7)});
+    const std::string record = encode_example(example);
+    writer.write(record);
+    offsets.push_back(offset);
+    offset += record.size() + 16;
+  }
+  writer.close();
+  return offsets;
+}
+
+ExampleMapping id_mapping() {
+  ExampleMapping mapping;
+  mapping.schema.dense_features = {"x"};
+  mapping.schema.sparse_slots = {{"tags", 100}};
+  mapping.schema.labels = {"id"};
+  return mapping;
+}
+}  // namespace
+
+TEST_CASE("reader position restores exactly on TFRecord input", "[reader]") {
+  TemporaryFolder folder;
+  write_id_examples(folder.file("a.tfrecord"), Compression::none);
+  write_id_examples(folder.file("b.tfrecord.gz"), Compression::gzip);
+  DatasetReaderOptions options;
+  options.files = {folder.file("a.tfrecord"), folder.file("b.tfrecord.gz")};
+  options.example_mapping = id_mapping();
+  options.tfrecord_records_per_unit = 32;
+  options.shuffle_window_units = 3;
+  options.batch_size = 29;
+  options.num_epochs = 2;
+  options.seed = 9;
+  DatasetReader uninterrupted(options);
+  CHECK(uninterrupted.units_per_epoch() == 10 + 1);  // 300 / 32 ranges + one gzip file
+  const auto reference = read_batches(uninterrupted);
+  for (const std::size_t stop_after : {3u, 11u, 21u, 22u}) {
+    DatasetReader first(options);
+    const auto head = read_batches(first, stop_after);
+    DatasetReader second(options);
+    second.restore(first.position());
+    const auto tail = read_batches(second);
+    REQUIRE(head.size() + tail.size() == reference.size());
+    CHECK(same_batches(tail, std::vector<Batch>(reference.begin() + stop_after, reference.end())));
+  }
+}
+
+TEST_CASE("reader skips a damaged TFRecord record with skip_corrupt and counts it", "[reader]") {
+  TemporaryFolder folder;
+  const std::string path = folder.file("ids.tfrecord");
+  const auto offsets = write_id_examples(path, Compression::none);
+  std::string bytes = read_whole_file(path);
+  bytes[offsets[50] + 14] ^= 0x01;  // inside record 50's payload
+  write_whole_file(path, bytes);
+  DatasetReaderOptions options;
+  options.files = {path};
+  options.example_mapping = id_mapping();
+  options.tfrecord_records_per_unit = 64;
+  options.shuffle = false;
+  {
+    DatasetReader strict(options);
+    try {
+      read_batches(strict);
+      FAIL("no error");
+    } catch (const CorruptRecordError& error) {
+      CHECK(error.location().record_index == 50);
+      CHECK(error.location().byte_offset == static_cast<std::int64_t>(offsets[50]));
+    }
+  }
+  options.skip_corrupt = true;
+  DatasetReader lenient(options);
+  const auto ids = sample_ids(read_batches(lenient), 1);
+  CHECK(ids.size() == 299);
+  CHECK(std::find(ids.begin(), ids.end(), 50) == ids.end());
+  CHECK(lenient.corrupt_records_skipped() == 1);
+}

@@ -180,3 +180,17 @@ TEST_CASE("shard without index is recovered by scanning when skip_corrupt is set
   std::iota(first.begin(), first.end(), 0);
   CHECK(batches_equal(read_all_blocks(recovered), gather_rows(batch, first)));
 }
+
+TEST_CASE("shard description lists codec, counts and the whole schema", "[shard]") {
+  TemporaryFolder folder;
+  const Schema schema = make_schema(2, 2, 1);
+  write_shard(folder.file("inspect.drgrad"), schema, make_batch(schema, 30, 2),
+              {shard::BlockCodec::zstd, 5, 16});
+  const std::string text = describe_shard(ShardFile(folder.file("inspect.drgrad")));
+  CHECK_THAT(text, Catch::Contains("codec: zstd (level 5)"));
+  CHECK_THAT(text, Catch::Contains("blocks: 2"));
+  CHECK_THAT(text, Catch::Contains("samples: 30"));
+  CHECK_THAT(text, Catch::Contains("dense: dense_1"));
+  CHECK_THAT(text, Catch::Contains("sparse: slot_0 (vocabulary 1000)"));
+  CHECK_THAT(text, Catch::Contains("label: label_0"));
+}
