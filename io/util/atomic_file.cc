@@ -18,6 +18,24 @@ std::runtime_error system_error(const std::string& what, const std::string& path
                             "; check that the folder exists, is writable and the disk has room");
 }
 
+// The process umask, read without changing it (umask(2) can only be read by setting it, which
+// would race with other threads creating files).
+mode_t current_umask() {
+  std::FILE* status = std::fopen("/proc/self/status", "r");
+  mode_t mask = 022;
+  if (!status) return mask;
+  char line[256];
+  while (std::fgets(line, sizeof(line), status)) {
+    unsigned value = 0;
+    if (std::sscanf(line, "Umask: %o", &value) == 1) {
+      mask = static_cast<mode_t>(value);
+      break;
+    }
+  }
+  std::fclose(status);
+  return mask;
+}
+
 std::string parent_folder(const std::string& path) {
   const auto slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
@@ -34,9 +52,7 @@ AtomicFileWriter::AtomicFileWriter(std::string path, std::size_t buffer_bytes)
   if (descriptor_ < 0) throw system_error("cannot create a temporary file for", path_);
   temporary_path_ = pattern;
   // mkstemp creates the file 0600; give it the permissions an ordinary new file would get.
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::fchmod(descriptor_, 0666 & ~mask);
+  ::fchmod(descriptor_, 0666 & ~current_umask());
   buffer_.reserve(buffer_capacity_);
 }
 
