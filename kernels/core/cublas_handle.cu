@@ -2,6 +2,8 @@
 // GEMM, and a handle must not be shared between threads that set different streams on it.
 #include <cuda_runtime.h>
 
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/core/cublas_handle.h"
@@ -40,8 +42,8 @@ class ThreadHandles {
 cublasHandle_t cublas_handle_for(const Context& ctx) {
   const int device_index = ctx.device.index;
   if (device_index < 0) {
-    throw CudaError("cuBLAS call for device " + ctx.device.to_string() +
-                    ": device indices start at 0");
+    throw std::invalid_argument("cuBLAS call for device " + ctx.device.to_string() +
+                                ": device indices start at 0");
   }
   DRGRAD_CUDA_CHECK(cudaSetDevice(device_index));
   thread_local ThreadHandles handles;
