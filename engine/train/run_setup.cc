@@ -111,6 +111,7 @@ RunSetup prepare_run(const Config& config) {
   t.checkpoint_every = config.training.checkpoint_every;
   t.seed = seed;
   t.device = config.training.device;
+  t.cpu_threads = static_cast<int>(config.training.cpu_threads);
   t.run_dir = config.output.run_dir;
   t.save_checkpoints = config.output.save_checkpoints;
   t.keep_checkpoints = static_cast<int>(config.output.keep_checkpoints);

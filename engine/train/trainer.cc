@@ -15,6 +15,7 @@
 #include "engine/metrics/metrics.h"
 #include "engine/train/checkpoint.h"
 #include "io/util/atomic_file.h"
+#include "kernels/dense/gemm.h"
 
 namespace drgrad::engine {
 
@@ -53,6 +54,7 @@ Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spe
       train_data_(std::move(train_data)),
       eval_data_(std::move(eval_data)) {
   if (!train_data_) throw std::invalid_argument("the trainer needs training data");
+  kernels::set_cpu_blas_threads(options_.cpu_threads);
   // With epochs of known size the step count is fixed once the first batch shows the batch size.
   total_steps_ = options_.steps > 0 ? options_.steps : -1;
   train_data_->start_epoch(0);

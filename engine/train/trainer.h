@@ -26,6 +26,7 @@ struct TrainingOptions {
   std::int64_t checkpoint_every = 0;  // 0: only at the end
   std::uint64_t seed = 1;
   Device device;
+  int cpu_threads = 1;  // BLAS threads for CPU products (0: all cores)
   std::string run_dir;  // empty: write nothing to disk
   bool save_checkpoints = true;
   int keep_checkpoints = 2;

@@ -9,6 +9,14 @@
 
 namespace drgrad::kernels {
 
+void set_cpu_blas_threads(int threads) {
+  openblas_set_num_threads(threads > 0 ? threads : openblas_get_num_procs());
+}
+
+int cpu_blas_threads() {
+  return openblas_get_num_threads();
+}
+
 namespace cpu {
 
 template <typename T>

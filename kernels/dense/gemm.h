@@ -8,6 +8,12 @@
 
 namespace drgrad::kernels {
 
+// Threads OpenBLAS may use for one CPU product (0: all cores). Small layers (recommendation
+// towers and experts) run fastest single-threaded; busy-waiting BLAS threads also collapse when
+// the machine is shared.
+void set_cpu_blas_threads(int threads);
+int cpu_blas_threads();
+
 // Row-major GEMM: C[m, n] = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T.
 // lda/ldb/ldc are the row strides of A, B, C as stored.
 struct GemmShape {

@@ -432,9 +432,11 @@ TEST_CASE("config: every example in configs/ loads", "[config]") {
   int loaded = 0;
   for (const auto& entry : std::filesystem::directory_iterator(directory)) {
     if (entry.path().extension() != ".toml") continue;
+    // Data description files (CSV column specs, Example mappings) are not run configs.
+    if (entry.path().stem().string().ends_with("_schema")) continue;
     INFO("config " << entry.path());
     const Config config = load_config(entry.path().string());
-    CHECK(config.data.source == DataSource::kGenerated);
+    if (config.data.source == DataSource::kFiles) CHECK_FALSE(config.data.train_files.empty());
     ++loaded;
   }
   CHECK(loaded >= 4);

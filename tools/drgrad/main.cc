@@ -5,6 +5,7 @@
 #include <exception>
 #include <iostream>
 
+#include "engine/config/config.h"
 #include "tools/drgrad/commands.h"
 
 int main(int argc, char** argv) {
@@ -77,6 +78,9 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   inspect->add_flag("--verify", verify, "Decode everything, check every CRC, print statistics");
 
+  auto* keys =
+      app.add_subcommand("keys", "Print every config key with its type, default and meaning");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -93,6 +97,10 @@ int main(int argc, char** argv) {
             "convert needs --schema (CSV inputs) or --example-schema (TFRecord inputs)");
       }
       return drgrad::tools::run_convert(convert_arguments);
+    }
+    if (*keys) {
+      std::cout << drgrad::engine::config_reference_markdown();
+      return 0;
     }
     if (*synth) return drgrad::tools::run_synth(synth_arguments);
     if (*inspect) return drgrad::tools::run_inspect(inspect_files, verify);
