@@ -327,8 +327,9 @@ int run(int argc, char** argv) {
                 row.file_bytes / 1e6, rate, rate / row.threads,
                 row.measured.decompressed_bytes / 1e6 / seconds, seconds);
   }
-  std::printf("# correctness: %s (every row read all samples with the written label sum)\n",
-              all_correct ? "ok" : "FAILED");
+  std::printf("# correctness: %s (every row read all %lld samples, label sum %.1f as written)\n",
+              all_correct ? "ok" : "FAILED", static_cast<long long>(options.samples),
+              expected_label_sum);
 
   if (!options.json_path.empty()) {
     std::ofstream json(options.json_path);
