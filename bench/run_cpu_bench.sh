@@ -59,8 +59,9 @@ for threads in $threads_list; do
     "$bench" "${common[@]}" --threads "$threads" --json "$out_dir/drgrad-$tag.json" "${extra[@]}" |
       tee "$out_dir/drgrad-$tag.txt"
     echo "=== torch peer, $threads thread(s), round $round"
-    OMP_NUM_THREADS="$threads" OMP_WAIT_POLICY="${PEER_OMP_WAIT_POLICY:-PASSIVE}" "$python" bench/peers/torch_mmoe.py --data "$data" "${common[@]}" \
-      --threads "$threads" --json "$out_dir/torch-$tag.json" | tee "$out_dir/torch-$tag.txt"
+    OMP_NUM_THREADS="$threads" OMP_WAIT_POLICY="${PEER_OMP_WAIT_POLICY:-PASSIVE}" \
+      "$python" bench/peers/torch_mmoe.py --data "$data" "${common[@]}" --threads "$threads" \
+      --json "$out_dir/torch-$tag.json" | tee "$out_dir/torch-$tag.txt"
   done
 done
 

@@ -23,6 +23,7 @@
 #include "engine/core/random.h"
 #include "engine/train/trainer.h"
 #include "io/data/batch.h"
+#include "kernels/dense/gemm.h"
 
 namespace {
 
@@ -43,7 +44,7 @@ struct BenchOptions {
   std::int64_t steps = 100;  // per timed run
   std::int64_t warmup = 30;
   int runs = 5;
-  int threads = 0;  // 0: leave OpenBLAS's default
+  int threads = drgrad::engine::TrainingOptions{}.cpu_threads;  // BLAS threads; 0: all cores
   std::string device = "cpu";
   std::string json_path;
   std::string write_data_path;
@@ -62,7 +63,7 @@ const char* kUsage =
     "  --steps N            steps per timed run (100)\n"
     "  --warmup N           untimed steps first (30)\n"
     "  --runs R             timed runs; the median is reported (5)\n"
-    "  --threads T          OpenBLAS threads (default: OpenBLAS's own choice)\n"
+    "  --threads T          BLAS threads, TrainingOptions::cpu_threads (default 1; 0: all cores)\n"
     "  --device cpu|cuda    where the model trains (cpu)\n"
     "  --embedding-dim D    per slot (4)\n"
     "  --experts E          MMoE experts (8)\n"
@@ -316,8 +317,6 @@ std::string json_string(const std::string& text) {
 }
 
 int run(const BenchOptions& options) {
-  if (options.threads > 0) openblas_set_num_threads(options.threads);
-
   drgrad::engine::ModelSpec spec;
   spec.backbone = drgrad::engine::parse_backbone(options.backbone);
   spec.num_dense = kCensusDense;
@@ -339,6 +338,7 @@ int run(const BenchOptions& options) {
   training.batch_size = options.batch;
   training.seed = options.seed;
   training.device = drgrad::kernels::parse_device(options.device);
+  training.cpu_threads = options.threads;  // the trainer sets the BLAS threads from this
   training.show_progress = false;
   training.save_checkpoints = false;
 
@@ -366,8 +366,8 @@ int run(const BenchOptions& options) {
   std::printf("# load average before the run: %s\n", load_average().c_str());
   std::printf("# build: %s, %s; OpenBLAS %s (core %s), threads %d%s\n", compiler_name().c_str(),
               build_flags().c_str(), openblas_get_config(), openblas_get_corename(),
-              openblas_get_num_threads(),
-              options.threads > 0 ? " (--threads)" : " (OpenBLAS default / OPENBLAS_NUM_THREADS)");
+              drgrad::kernels::cpu_blas_threads(),
+              options.threads > 0 ? " (--threads)" : " (--threads 0: all cores)");
   std::printf(
       "# data: Census-shaped synthetic, %zu slots (Census vocabularies, 1 id each, embedding dim "
       "%lld, sum pooling), %lld dense, %d binary tasks; %lld pre-built batches cycled\n",
@@ -442,7 +442,7 @@ int run(const BenchOptions& options) {
         << "  \"build\": {\"compiler\": " << json_string(compiler_name())
         << ", \"flags\": " << json_string(build_flags())
         << ", \"openblas\": " << json_string(openblas_get_config())
-        << ", \"threads\": " << openblas_get_num_threads() << "},\n"
+        << ", \"threads\": " << drgrad::kernels::cpu_blas_threads() << "},\n"
         << "  \"config\": {\"backbone\": " << json_string(options.backbone)
         << ", \"device\": " << json_string(training.device.to_string())
         << ", \"batch\": " << options.batch << ", \"slots\": " << spec.slots.size()

@@ -175,14 +175,16 @@ def main():
     print(f"# build: Python {platform.python_version()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}"
           f"{' (--threads)' if options.threads > 0 else ' (torch default)'}, "
-          f"MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}, "
+          f"MKL {torch.backends.mkl.is_available()}, "
+          f"oneDNN {torch.backends.mkldnn.is_available()}, "
           f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     print(f"# data: {options.data}: {len(vocabularies)} slots (EmbeddingBag sum, dim "
           f"{options.embedding_dim}), {num_dense} dense, {num_tasks} binary tasks; "
           f"{num_batches} pre-built batches cycled")
     print(f"# model: mmoe, input width {num_dense + options.embedding_dim * len(vocabularies)}, "
           f"experts {options.experts} x [{options.expert_units}], towers [{options.tower_units}] "
-          f"+ logit, relu; {parameters} parameters; fused Adam lr 0.001 (dense embedding gradients)")
+          f"+ logit, relu; {parameters} parameters; fused Adam lr 0.001 "
+          "(dense embedding gradients)")
     print(f"# method: batch {options.batch}, {options.warmup} warm-up steps, {options.runs} runs x "
           f"{options.steps} steps, perf_counter around the step only")
 
