@@ -469,19 +469,25 @@ void DatasetReader::Impl::append_rows(Batch& out, std::int64_t count) {
     out.labels.insert(out.labels.end(), source.labels.begin() + r * num_labels,
                       source.labels.begin() + (r + 1) * num_labels);
   }
-  constexpr std::size_t kPrefetchDistance = 8;  // rows ahead: hides the random-access misses
+  // Shuffled rows are random accesses into the window: prefetch each row's offsets 16 rows ahead
+  // and, once those are in cache, its ids 8 rows ahead (the ids' address depends on the offsets).
+  constexpr std::size_t kOffsetsAhead = 16;
+  constexpr std::size_t kIdsAhead = 8;
   for (std::size_t slot = 0; slot < out.sparse.size(); ++slot) {
     SparseColumn& column = out.sparse[slot];
-    for (std::size_t i = 0; i < kPrefetchDistance && i < located.size(); ++i) {
-      __builtin_prefetch(&window_units[located[i].first].sparse[slot].offsets[located[i].second]);
+    auto offsets_of = [&](std::size_t i) -> const std::int64_t* {
+      const auto& [unit, row] = located[i];
+      return window_units[unit].sparse[slot].offsets.data() + row;
+    };
+    for (std::size_t i = 0; i < kOffsetsAhead && i < located.size(); ++i) {
+      __builtin_prefetch(offsets_of(i));
     }
     for (std::size_t i = 0; i < located.size(); ++i) {
-      if (i + kPrefetchDistance < located.size()) {
-        const auto& [ahead_unit, ahead_row] = located[i + kPrefetchDistance];
-        const SparseColumn& ahead = window_units[ahead_unit].sparse[slot];
-        __builtin_prefetch(&ahead.offsets[static_cast<std::size_t>(ahead_row)]);
-        __builtin_prefetch(&ahead.ids[static_cast<std::size_t>(
-            ahead.offsets[static_cast<std::size_t>(ahead_row)])]);
+      if (i + kOffsetsAhead < located.size()) __builtin_prefetch(offsets_of(i + kOffsetsAhead));
+      if (i + kIdsAhead < located.size()) {
+        const std::size_t ahead = i + kIdsAhead;
+        __builtin_prefetch(window_units[located[ahead].first].sparse[slot].ids.data() +
+                           *offsets_of(ahead));
       }
       const auto& [unit, row] = located[i];
       const SparseColumn& source = window_units[unit].sparse[slot];
