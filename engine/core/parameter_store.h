@@ -23,6 +23,9 @@ struct Parameter {
   bool row_sparse = false;
   std::vector<std::int64_t> touched_rows;  // sorted, unique; host copy
   Tensor touched_rows_device;              // the same rows (int64) on the parameter's device
+  // Per-task gradients from a stacked backward (engine/multitask): dense [tasks, numel]; row-sparse
+  // [tasks, touched rows, dim]. Undefined unless per-task gradients were requested.
+  Tensor task_gradients;
 };
 
 class ParameterStore {

@@ -108,6 +108,34 @@ void EmbeddingBag<T>::backward(const Tensor& d_out, std::int64_t column_offset) 
 }
 
 template <typename T>
+void EmbeddingBag<T>::backward_stacked(const Tensor& d_out_stacked, std::int64_t column_offset) {
+  if (d_out_stacked.rank() != 3 || d_out_stacked.dim(1) != batch_ ||
+      d_out_stacked.dim(2) < column_offset + spec_.dim) {
+    throw std::invalid_argument("embedding slot '" + spec_.name +
+                                "': stacked backward expects [tasks, " + std::to_string(batch_) +
+                                ", >= " + std::to_string(column_offset + spec_.dim) + "], got " +
+                                shape_to_string(d_out_stacked.shape()));
+  }
+  const std::int64_t tasks = d_out_stacked.dim(0);
+  const std::int64_t width = d_out_stacked.dim(2);
+  const auto num_unique = static_cast<std::int64_t>(unique_rows_.size());
+  Tensor row_gradients(Shape{tasks, num_unique, spec_.dim}, dtype_of<T>(), d_out_stacked.device());
+  for (std::int64_t k = 0; k < tasks; ++k) {
+    kernels::embedding_bag_backward<T>(
+        ctx_, d_out_stacked.data<T>() + k * batch_ * width + column_offset, width, spec_.dim,
+        offsets_.data<std::int64_t>(), spec_.pooling, occurrence_offsets_.data<std::int64_t>(),
+        occurrence_samples_.data<std::int64_t>(), num_unique,
+        row_gradients.data<T>() + k * num_unique * spec_.dim);
+  }
+  table_->task_gradients = row_gradients;
+  table_->gradient =
+      Tensor::zeros(Shape{num_unique, spec_.dim}, dtype_of<T>(), d_out_stacked.device());
+  table_->touched_rows = unique_rows_;
+  table_->touched_rows_device =
+      Tensor::from_vector<std::int64_t>({num_unique}, unique_rows_).to(d_out_stacked.device());
+}
+
+template <typename T>
 FeatureInput<T>::FeatureInput(LayerBuilder& builder, std::int64_t num_dense,
                               const std::vector<EmbeddingSlotSpec>& slots)
     : ctx_(builder.ctx), num_dense_(num_dense) {
@@ -151,8 +179,23 @@ Tensor FeatureInput<T>::forward(const io::Batch& batch) {
 }
 
 template <typename T>
+std::int64_t FeatureInput<T>::column_of(const std::string& name) const {
+  for (std::size_t s = 0; s < slots_.size(); ++s) {
+    if (slots_[s].spec().name == name) return slot_offsets_[s];
+  }
+  throw std::invalid_argument("no sparse slot named '" + name + "'");
+}
+
+template <typename T>
 void FeatureInput<T>::backward(const Tensor& d_input) {
   for (std::size_t s = 0; s < slots_.size(); ++s) slots_[s].backward(d_input, slot_offsets_[s]);
+}
+
+template <typename T>
+void FeatureInput<T>::backward_stacked(const Tensor& d_input_stacked) {
+  for (std::size_t s = 0; s < slots_.size(); ++s) {
+    slots_[s].backward_stacked(d_input_stacked, slot_offsets_[s]);
+  }
 }
 
 template class EmbeddingBag<float>;

@@ -45,6 +45,12 @@ class EmbeddingBag {
                std::int64_t column_offset);
   // Reads the same columns of d_out and sets the table's touched rows and their gradients.
   void backward(const Tensor& d_out, std::int64_t column_offset);
+  // Per-task backward for K upstream gradients ([K, batch, out.dim(1)], one per task) through the
+  // same occurrence plan: sets the table's touched_rows (as backward does) and
+  // task_gradients = [K, touched rows, dim], row u of task k being the gradient of table row
+  // touched_rows[u]. Parameter::gradient is set to zeros [touched rows, dim] so that it stays
+  // consistent with touched_rows until a multi-task strategy writes the combined rows.
+  void backward_stacked(const Tensor& d_out_stacked, std::int64_t column_offset);
 
   const EmbeddingSlotSpec& spec() const { return spec_; }
   Parameter& table() { return *table_; }
@@ -70,8 +76,12 @@ class FeatureInput {
 
   Tensor forward(const io::Batch& batch);
   void backward(const Tensor& d_input);
+  // d_input_stacked [K, batch, out_features()]: every slot's EmbeddingBag::backward_stacked.
+  void backward_stacked(const Tensor& d_input_stacked);
   std::int64_t out_features() const { return out_features_; }
   std::vector<EmbeddingBag<T>>& slots() { return slots_; }
+  // First column of slot `name` in the input matrix; throws std::invalid_argument if unknown.
+  std::int64_t column_of(const std::string& name) const;
 
  private:
   kernels::Context ctx_;

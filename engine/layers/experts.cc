@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 
+#include "engine/multitask/task_gradients.h"
 #include "kernels/dense/gemm.h"
 #include "kernels/vector/vector_ops.h"
 
@@ -103,6 +104,91 @@ Tensor ExpertGroup<T>::backward(const Tensor& d_out, bool need_input_gradient) {
         kernels::gemm<T>(ctx_, input_shape, T(1), d_pre.data<T>() + e * batch * layer.out,
                          layer.weight->value.data<T>() + e * layer.in * layer.out, T(1),
                          dx.data<T>());
+      }
+      d = dx;
+    }
+  }
+  return d;
+}
+
+template <typename T>
+Tensor ExpertGroup<T>::backward_stacked(const Tensor& d_out_stacked, bool need_input_gradient) {
+  const ExpertLayer& top = layers_.back();
+  const std::int64_t batch = top.output.dim(1);
+  if (d_out_stacked.rank() != 4 || d_out_stacked.dim(1) != num_experts_ ||
+      d_out_stacked.dim(2) != batch || d_out_stacked.dim(3) != top.out) {
+    throw std::invalid_argument("expert group stacked backward expects [tasks, " +
+                                std::to_string(num_experts_) + ", " + std::to_string(batch) + ", " +
+                                std::to_string(top.out) + "], got " +
+                                shape_to_string(d_out_stacked.shape()));
+  }
+  const std::int64_t tasks = d_out_stacked.dim(0);
+  Tensor d = d_out_stacked;
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    ExpertLayer& layer = layers_[i];
+    Tensor& weight_gradients = dense_task_gradients(*layer.weight, tasks);
+    Tensor& bias_gradients = dense_task_gradients(*layer.bias, tasks);
+    const std::int64_t expert_block = batch * layer.out;          // one expert's d_pre
+    const std::int64_t task_block = num_experts_ * expert_block;  // one task's d_pre
+    const std::int64_t weight_block = layer.in * layer.out;       // one expert's weight
+    // The activation is shared by the tasks: apply its derivative to each task's upstream.
+    Tensor d_pre(d.shape(), d.dtype(), d.device());
+    for (std::int64_t k = 0; k < tasks; ++k) {
+      kernels::activation_backward<T>(ctx_, activation_, layer.pre_activation.data<T>(),
+                                      layer.output.data<T>(), d.data<T>() + k * task_block,
+                                      d_pre.data<T>() + k * task_block, task_block);
+    }
+    // dW[k, e] += x_e^T d_pre[k, e]. Task gradients are laid out [K, experts, in, out], so the
+    // products for (k, e) follow each other with the same strides as d_pre [K, experts, ...].
+    const kernels::GemmShape weight_shape{true,  false,    layer.in,  layer.out,
+                                          batch, layer.in, layer.out, layer.out};
+    if (i == 0) {
+      // Every expert of every task reads the shared input: one product batch of K * experts.
+      const kernels::GemmBatch weight_batch{tasks * num_experts_, 0, expert_block, weight_block};
+      kernels::gemm_strided_batched<T>(ctx_, weight_shape, weight_batch, T(1),
+                                       layer.input.data<T>(), d_pre.data<T>(), T(1),
+                                       weight_gradients.data<T>());
+    } else {
+      // Expert e reads its own input: per expert, one batch over the K tasks (input stride 0).
+      const kernels::GemmBatch weight_batch{tasks, 0, task_block, num_experts_ * weight_block};
+      for (std::int64_t e = 0; e < num_experts_; ++e) {
+        kernels::gemm_strided_batched<T>(ctx_, weight_shape, weight_batch, T(1),
+                                         layer.input.data<T>() + e * batch * layer.in,
+                                         d_pre.data<T>() + e * expert_block, T(1),
+                                         weight_gradients.data<T>() + e * weight_block);
+      }
+    }
+    for (std::int64_t k = 0; k < tasks; ++k) {
+      for (std::int64_t e = 0; e < num_experts_; ++e) {
+        kernels::column_sums<T>(ctx_, d_pre.data<T>() + k * task_block + e * expert_block,
+                                layer.out, batch, layer.out, T(1),
+                                bias_gradients.data<T>() + (k * num_experts_ + e) * layer.out);
+      }
+    }
+    if (i == 0 && !need_input_gradient) return Tensor();
+    const kernels::GemmShape input_shape{false,     true,      batch,     layer.in,
+                                         layer.out, layer.out, layer.out, layer.in};
+    if (i > 0) {
+      // dx[k, e] = d_pre[k, e] W_e^T: per task, one batch over the experts.
+      Tensor dx(Shape{tasks, num_experts_, batch, layer.in}, dtype_of<T>(), d.device());
+      const kernels::GemmBatch input_batch{num_experts_, expert_block, weight_block,
+                                           batch * layer.in};
+      for (std::int64_t k = 0; k < tasks; ++k) {
+        kernels::gemm_strided_batched<T>(ctx_, input_shape, input_batch, T(1),
+                                         d_pre.data<T>() + k * task_block,
+                                         layer.weight->value.data<T>(), T(0),
+                                         dx.data<T>() + k * num_experts_ * batch * layer.in);
+      }
+      d = dx;
+    } else {
+      // dx[k] = sum_e d_pre[k, e] W_e^T: per expert, one batch over the tasks (weight stride 0)
+      // accumulating into the shared input's gradient.
+      Tensor dx = Tensor::zeros(Shape{tasks, batch, layer.in}, dtype_of<T>(), d.device());
+      const kernels::GemmBatch input_batch{tasks, task_block, 0, batch * layer.in};
+      for (std::int64_t e = 0; e < num_experts_; ++e) {
+        kernels::gemm_strided_batched<T>(
+            ctx_, input_shape, input_batch, T(1), d_pre.data<T>() + e * expert_block,
+            layer.weight->value.data<T>() + e * weight_block, T(1), dx.data<T>());
       }
       d = dx;
     }

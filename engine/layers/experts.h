@@ -31,6 +31,11 @@ class ExpertGroup {
   Tensor forward(const Tensor& x);
   // d_out: [experts, batch, out] -> dx [batch, in], summed over experts.
   Tensor backward(const Tensor& d_out, bool need_input_gradient = true);
+  // Backward of the last forward pass for K upstream gradients at once (one per task):
+  // d_out_stacked [K, experts, batch, out] -> dx [K, batch, in], summed over experts. Task k's
+  // parameter gradients accumulate into row k of Parameter::task_gradients (prepared by
+  // zero_task_gradients); Parameter::gradient is left untouched.
+  Tensor backward_stacked(const Tensor& d_out_stacked, bool need_input_gradient = true);
 
   std::int64_t num_experts() const { return num_experts_; }
   std::int64_t out_features() const { return units_.back(); }

@@ -57,6 +57,40 @@ Tensor SoftmaxGate<T>::backward(const Tensor& d_out, Tensor& d_experts, bool nee
   return logits_.backward(d_logits, need_input_gradient);
 }
 
+template <typename T>
+Tensor SoftmaxGate<T>::backward_stacked(const Tensor& d_out_stacked, Tensor& d_experts_stacked,
+                                        bool need_input_gradient) {
+  const std::int64_t batch = probabilities_.dim(0);
+  const std::int64_t dim = experts_.dim(2);
+  const std::int64_t all_experts = experts_.dim(0);
+  if (d_out_stacked.rank() != 3 || d_out_stacked.dim(1) != batch || d_out_stacked.dim(2) != dim) {
+    throw std::invalid_argument("gate stacked backward expects [tasks, " + std::to_string(batch) +
+                                ", " + std::to_string(dim) + "], got " +
+                                shape_to_string(d_out_stacked.shape()));
+  }
+  const std::int64_t tasks = d_out_stacked.dim(0);
+  if (d_experts_stacked.shape() != Shape{tasks, all_experts, batch, dim}) {
+    throw std::invalid_argument("gate stacked backward: d_experts_stacked must be " +
+                                shape_to_string({tasks, all_experts, batch, dim}) + ", got " +
+                                shape_to_string(d_experts_stacked.shape()));
+  }
+  const std::int64_t count = selection_.count;
+  // The probabilities and expert outputs are shared; each task's upstream goes through them.
+  Tensor d_probabilities(Shape{tasks, batch, count}, dtype_of<T>(), d_out_stacked.device());
+  Tensor d_logits(Shape{tasks, batch, count}, dtype_of<T>(), d_out_stacked.device());
+  for (std::int64_t k = 0; k < tasks; ++k) {
+    kernels::gated_combination_backward<T>(
+        ctx_, experts_.data<T>(), probabilities_.data<T>(),
+        d_out_stacked.data<T>() + k * batch * dim, selection_, batch, dim,
+        d_experts_stacked.data<T>() + k * all_experts * batch * dim,
+        d_probabilities.data<T>() + k * batch * count);
+    kernels::softmax_rows_backward<T>(ctx_, probabilities_.data<T>(),
+                                      d_probabilities.data<T>() + k * batch * count,
+                                      d_logits.data<T>() + k * batch * count, batch, count);
+  }
+  return logits_.backward_stacked(d_logits, need_input_gradient);
+}
+
 template class SoftmaxGate<float>;
 template class SoftmaxGate<double>;
 

@@ -23,6 +23,12 @@ class SoftmaxGate {
   // d_out: [batch, dim]. Accumulates into d_experts ([all experts, batch, dim]) and returns the
   // gradient with respect to x.
   Tensor backward(const Tensor& d_out, Tensor& d_experts, bool need_input_gradient = true);
+  // Backward of the last forward pass for K upstream gradients at once (one per task):
+  // d_out_stacked [K, batch, dim]. Accumulates into d_experts_stacked ([K, all experts, batch,
+  // dim]) and returns the stacked gradient with respect to x, [K, batch, in]. The logits layer's
+  // per-task parameter gradients go to Parameter::task_gradients (see Linear::backward_stacked).
+  Tensor backward_stacked(const Tensor& d_out_stacked, Tensor& d_experts_stacked,
+                          bool need_input_gradient = true);
 
   const Tensor& probabilities() const { return probabilities_; }
 

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "engine/multitask/task_gradients.h"
 #include "kernels/dense/gemm.h"
 
 namespace drgrad::engine {
@@ -73,6 +74,48 @@ Tensor Linear<T>::backward(const Tensor& dy, bool need_input_gradient) {
 }
 
 template <typename T>
+Tensor Linear<T>::backward_stacked(const Tensor& dy_stacked, bool need_input_gradient) {
+  const std::int64_t batch = input_.dim(0);
+  if (dy_stacked.rank() != 3 || dy_stacked.dim(1) != batch || dy_stacked.dim(2) != out_features_) {
+    throw std::invalid_argument("linear stacked backward expects [tasks, " + std::to_string(batch) +
+                                ", " + std::to_string(out_features_) + "], got " +
+                                shape_to_string(dy_stacked.shape()));
+  }
+  const std::int64_t tasks = dy_stacked.dim(0);
+  Tensor& weight_gradients = dense_task_gradients(*weight_, tasks);
+  Tensor& bias_gradients = dense_task_gradients(*bias_, tasks);
+  const std::int64_t block = batch * out_features_;
+  Tensor d_pre = dy_stacked;
+  if (activation_ != kernels::Activation::kIdentity) {
+    // The activation is the same for every task: its derivative multiplies each upstream.
+    d_pre = Tensor(dy_stacked.shape(), dy_stacked.dtype(), dy_stacked.device());
+    for (std::int64_t k = 0; k < tasks; ++k) {
+      kernels::activation_backward<T>(ctx_, activation_, pre_activation_.data<T>(),
+                                      output_.data<T>(), dy_stacked.data<T>() + k * block,
+                                      d_pre.data<T>() + k * block, block);
+    }
+  }
+  // dW_k += x^T d_pre_k for every k: one batched product reading x with stride 0.
+  const kernels::GemmShape weight_shape{true,  false,        in_features_,  out_features_,
+                                        batch, in_features_, out_features_, out_features_};
+  const kernels::GemmBatch weight_batch{tasks, 0, block, in_features_ * out_features_};
+  kernels::gemm_strided_batched<T>(ctx_, weight_shape, weight_batch, T(1), input_.data<T>(),
+                                   d_pre.data<T>(), T(1), weight_gradients.data<T>());
+  for (std::int64_t k = 0; k < tasks; ++k) {
+    kernels::column_sums<T>(ctx_, d_pre.data<T>() + k * block, out_features_, batch, out_features_,
+                            T(1), bias_gradients.data<T>() + k * out_features_);
+  }
+  if (!need_input_gradient) return Tensor();
+  // dx for all tasks: the K upstreams are K * batch rows of one product with W^T.
+  Tensor dx(Shape{tasks, batch, in_features_}, dtype_of<T>(), dy_stacked.device());
+  const kernels::GemmShape input_shape{false,         true,          tasks * batch, in_features_,
+                                       out_features_, out_features_, out_features_, in_features_};
+  kernels::gemm<T>(ctx_, input_shape, T(1), d_pre.data<T>(), weight_->value.data<T>(), T(0),
+                   dx.data<T>());
+  return dx;
+}
+
+template <typename T>
 Mlp<T>::Mlp(LayerBuilder& builder, const std::string& name, const std::string& group,
             std::int64_t in_features, const std::vector<std::int64_t>& units,
             kernels::Activation activation, bool activate_last)
@@ -99,6 +142,15 @@ Tensor Mlp<T>::backward(const Tensor& dy, bool need_input_gradient) {
   Tensor d = dy;
   for (std::size_t i = layers_.size(); i-- > 0;) {
     d = layers_[i].backward(d, i > 0 || need_input_gradient);
+  }
+  return d;
+}
+
+template <typename T>
+Tensor Mlp<T>::backward_stacked(const Tensor& dy_stacked, bool need_input_gradient) {
+  Tensor d = dy_stacked;
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    d = layers_[i].backward_stacked(d, i > 0 || need_input_gradient);
   }
   return d;
 }

@@ -24,6 +24,12 @@ class Linear {
   // dy: [batch, out] -> dx [batch, in] (skipped, returning an empty tensor, when
   // need_input_gradient is false, e.g. for a first layer fed by data).
   Tensor backward(const Tensor& dy, bool need_input_gradient = true);
+  // Backward of the last forward pass for K upstream gradients at once (one per task):
+  // dy_stacked [K, batch, out] -> dx [K, batch, in]. Accumulates task k's parameter gradients
+  // into row k of Parameter::task_gradients ([K, numel], prepared by zero_task_gradients);
+  // Parameter::gradient is left untouched. One batched product for the K weight gradients and
+  // one product with K * batch rows for the input gradients.
+  Tensor backward_stacked(const Tensor& dy_stacked, bool need_input_gradient = true);
 
   std::int64_t in_features() const { return in_features_; }
   std::int64_t out_features() const { return out_features_; }
@@ -50,6 +56,8 @@ class Mlp {
 
   Tensor forward(const Tensor& x);
   Tensor backward(const Tensor& dy, bool need_input_gradient = true);
+  // dy_stacked [K, batch, out] -> [K, batch, in]; see Linear::backward_stacked.
+  Tensor backward_stacked(const Tensor& dy_stacked, bool need_input_gradient = true);
   std::int64_t out_features() const;
   std::vector<Linear<T>>& layers() { return layers_; }
 

@@ -1,0 +1,276 @@
+// Stacked (per-task) backward passes against K separate ordinary backward passes, in double
+// precision: for every layer, one backward_stacked with K = 3 upstream gradients must give each
+// task's parameter gradients and input gradient as the ordinary backward gives them one by one.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "engine/layers/embedding.h"
+#include "engine/layers/experts.h"
+#include "engine/layers/gate.h"
+#include "engine/layers/linear.h"
+#include "engine/multitask/task_gradients.h"
+#include "tests/support/gradient_check.h"
+
+using namespace drgrad;
+using namespace drgrad::engine;
+using drgrad::testing::random_values;
+
+namespace {
+constexpr std::int64_t kTasks = 3;
+
+struct Fixture {
+  ParameterStore store{DType::kFloat64};
+  Random random{11};
+  LayerBuilder builder{store, random, kernels::Context::cpu()};
+
+  std::vector<Parameter*> parameters() const {
+    std::vector<Parameter*> all;
+    for (const auto& parameter : store.all()) all.push_back(parameter.get());
+    return all;
+  }
+};
+
+Tensor host_tensor(Shape shape, const std::vector<double>& values) {
+  return Tensor::from_vector<double>(std::move(shape), values);
+}
+
+void check_close(const std::vector<double>& expected, const std::vector<double>& actual,
+                 const std::string& what) {
+  REQUIRE(expected.size() == actual.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    INFO(what << " entry " << i << ": separate " << expected[i] << ", stacked " << actual[i]);
+    CHECK(std::abs(expected[i] - actual[i]) <=
+          1e-12 * std::max({1.0, std::abs(expected[i]), std::abs(actual[i])}));
+  }
+}
+
+std::vector<double> task_slice(const Tensor& stacked, std::int64_t task) {
+  const auto values = stacked.to_vector<double>();
+  const std::int64_t block = stacked.numel() / stacked.dim(0);
+  return {values.begin() + task * block, values.begin() + (task + 1) * block};
+}
+
+// What one ordinary backward pass left behind: every parameter's gradient (and touched rows for
+// row-sparse ones) plus the input gradients the caller records.
+struct SeparatePass {
+  std::vector<std::vector<double>> gradients;
+  std::vector<std::vector<std::int64_t>> touched_rows;
+  std::vector<std::vector<double>> inputs;
+};
+
+// Runs `backward_for_task(k)` after zeroing the store, for each task, and records the result;
+// then runs `backward_stacked()` once and compares per task.
+void compare_stacked_with_separate(
+    Fixture& f, const std::function<std::vector<std::vector<double>>(std::int64_t)>& separate,
+    const std::function<std::vector<std::vector<double>>()>& stacked) {
+  std::vector<SeparatePass> passes;
+  for (std::int64_t k = 0; k < kTasks; ++k) {
+    f.store.zero_gradients();
+    SeparatePass pass;
+    pass.inputs = separate(k);
+    for (const auto& parameter : f.store.all()) {
+      pass.gradients.push_back(parameter->gradient.defined()
+                                   ? parameter->gradient.to_vector<double>()
+                                   : std::vector<double>{});
+      pass.touched_rows.push_back(parameter->touched_rows);
+    }
+    passes.push_back(std::move(pass));
+  }
+  f.store.zero_gradients();
+  zero_task_gradients(f.parameters(), kTasks);
+  const auto stacked_inputs = stacked();
+  for (std::int64_t k = 0; k < kTasks; ++k) {
+    for (std::size_t p = 0; p < f.store.all().size(); ++p) {
+      const Parameter& parameter = *f.store.all()[p];
+      REQUIRE(parameter.task_gradients.defined());
+      REQUIRE(parameter.task_gradients.dim(0) == kTasks);
+      if (parameter.row_sparse) {
+        // Each separate pass touches the same rows (the plan depends on the ids only).
+        CHECK(parameter.touched_rows == passes[k].touched_rows[p]);
+        REQUIRE(parameter.task_gradients.rank() == 3);
+      } else {
+        // The ordinary gradient is not touched by the stacked pass.
+        for (double value : parameter.gradient.to_vector<double>()) CHECK(value == 0.0);
+      }
+      check_close(passes[k].gradients[p], task_slice(parameter.task_gradients, k),
+                  parameter.name + " task " + std::to_string(k));
+    }
+    REQUIRE(stacked_inputs.size() == passes[k].inputs.size());
+    for (std::size_t i = 0; i < stacked_inputs.size(); ++i) {
+      const std::size_t block = stacked_inputs[i].size() / kTasks;
+      check_close(
+          passes[k].inputs[i],
+          {stacked_inputs[i].begin() + k * block, stacked_inputs[i].begin() + (k + 1) * block},
+          "input gradient " + std::to_string(i) + " task " + std::to_string(k));
+    }
+  }
+}
+
+std::vector<double> task_part(const std::vector<double>& stacked, std::int64_t task) {
+  const std::size_t block = stacked.size() / kTasks;
+  return {stacked.begin() + task * block, stacked.begin() + (task + 1) * block};
+}
+}  // namespace
+
+TEST_CASE("linear stacked backward equals K separate backward passes", "[stacked][layers]") {
+  for (const auto activation : {kernels::Activation::kIdentity, kernels::Activation::kRelu,
+                                kernels::Activation::kMish, kernels::Activation::kSigmoid}) {
+    SECTION(kernels::activation_name(activation)) {
+      Fixture f;
+      Linear<double> layer(f.builder, "linear", "backbone", 5, 3, activation);
+      const auto x = random_values(f.random, 4 * 5);
+      const auto upstream = random_values(f.random, kTasks * 4 * 3);
+      compare_stacked_with_separate(
+          f,
+          [&](std::int64_t k) -> std::vector<std::vector<double>> {
+            layer.forward(host_tensor({4, 5}, x));
+            return {
+                layer.backward(host_tensor({4, 3}, task_part(upstream, k))).to_vector<double>()};
+          },
+          [&]() -> std::vector<std::vector<double>> {
+            layer.forward(host_tensor({4, 5}, x));
+            return {
+                layer.backward_stacked(host_tensor({kTasks, 4, 3}, upstream)).to_vector<double>()};
+          });
+    }
+  }
+}
+
+TEST_CASE("MLP stacked backward equals K separate backward passes", "[stacked][layers]") {
+  Fixture f;
+  Mlp<double> mlp(f.builder, "mlp", "backbone", 6, {5, 4, 2}, kernels::Activation::kMish, false);
+  const auto x = random_values(f.random, 3 * 6);
+  const auto upstream = random_values(f.random, kTasks * 3 * 2);
+  compare_stacked_with_separate(
+      f,
+      [&](std::int64_t k) -> std::vector<std::vector<double>> {
+        mlp.forward(host_tensor({3, 6}, x));
+        return {mlp.backward(host_tensor({3, 2}, task_part(upstream, k))).to_vector<double>()};
+      },
+      [&]() -> std::vector<std::vector<double>> {
+        mlp.forward(host_tensor({3, 6}, x));
+        return {mlp.backward_stacked(host_tensor({kTasks, 3, 2}, upstream)).to_vector<double>()};
+      });
+}
+
+TEST_CASE("expert group stacked backward equals K separate backward passes", "[stacked][layers]") {
+  Fixture f;
+  ExpertGroup<double> experts(f.builder, "experts", "backbone", 3, 4, {5, 2},
+                              kernels::Activation::kMish);
+  const auto x = random_values(f.random, 6 * 4);
+  const auto upstream = random_values(f.random, kTasks * 3 * 6 * 2);
+  compare_stacked_with_separate(
+      f,
+      [&](std::int64_t k) -> std::vector<std::vector<double>> {
+        experts.forward(host_tensor({6, 4}, x));
+        return {
+            experts.backward(host_tensor({3, 6, 2}, task_part(upstream, k))).to_vector<double>()};
+      },
+      [&]() -> std::vector<std::vector<double>> {
+        experts.forward(host_tensor({6, 4}, x));
+        return {
+            experts.backward_stacked(host_tensor({kTasks, 3, 6, 2}, upstream)).to_vector<double>()};
+      });
+}
+
+TEST_CASE("single-layer expert group stacked backward", "[stacked][layers]") {
+  Fixture f;
+  ExpertGroup<double> experts(f.builder, "experts", "backbone", 2, 3, {4},
+                              kernels::Activation::kSigmoid);
+  const auto x = random_values(f.random, 5 * 3);
+  const auto upstream = random_values(f.random, kTasks * 2 * 5 * 4);
+  compare_stacked_with_separate(
+      f,
+      [&](std::int64_t k) -> std::vector<std::vector<double>> {
+        experts.forward(host_tensor({5, 3}, x));
+        return {
+            experts.backward(host_tensor({2, 5, 4}, task_part(upstream, k))).to_vector<double>()};
+      },
+      [&]() -> std::vector<std::vector<double>> {
+        experts.forward(host_tensor({5, 3}, x));
+        return {
+            experts.backward_stacked(host_tensor({kTasks, 2, 5, 4}, upstream)).to_vector<double>()};
+      });
+}
+
+TEST_CASE("softmax gate stacked backward equals K separate backward passes", "[stacked][layers]") {
+  Fixture f;
+  SoftmaxGate<double> gate(f.builder, "gate", "backbone", 4, {0, 2, 3});
+  const auto x = random_values(f.random, 5 * 4);
+  const auto experts = random_values(f.random, 4 * 5 * 3);
+  const auto upstream = random_values(f.random, kTasks * 5 * 3);
+  // Non-zero starting values check that d_experts accumulates.
+  const auto d_experts_start = random_values(f.random, 4 * 5 * 3);
+  compare_stacked_with_separate(
+      f,
+      [&](std::int64_t k) -> std::vector<std::vector<double>> {
+        gate.forward(host_tensor({5, 4}, x), host_tensor({4, 5, 3}, experts));
+        Tensor d_experts = host_tensor({4, 5, 3}, d_experts_start);
+        const auto dx = gate.backward(host_tensor({5, 3}, task_part(upstream, k)), d_experts)
+                            .to_vector<double>();
+        return {dx, d_experts.to_vector<double>()};
+      },
+      [&]() -> std::vector<std::vector<double>> {
+        gate.forward(host_tensor({5, 4}, x), host_tensor({4, 5, 3}, experts));
+        std::vector<double> start;
+        for (std::int64_t k = 0; k < kTasks; ++k) {
+          start.insert(start.end(), d_experts_start.begin(), d_experts_start.end());
+        }
+        Tensor d_experts = host_tensor({kTasks, 4, 5, 3}, start);
+        const auto dx = gate.backward_stacked(host_tensor({kTasks, 5, 3}, upstream), d_experts)
+                            .to_vector<double>();
+        return {dx, d_experts.to_vector<double>()};
+      });
+}
+
+TEST_CASE("feature input stacked backward gives per-task embedding row gradients",
+          "[stacked][layers]") {
+  for (const auto pooling : {kernels::Pooling::kSum, kernels::Pooling::kMean}) {
+    Fixture f;
+    FeatureInput<double> input(f.builder, 2,
+                               {{"user", 10, 3, pooling, OutOfRange::kError},
+                                {"item", 6, 2, pooling, OutOfRange::kError}});
+    io::Batch batch;
+    batch.size = 4;
+    batch.dense = {0.5, -1.0, 2.0, 0.25, -0.5, 1.5, 0.0, 3.0};
+    // A repeated id, an empty bag, and ids shared between samples.
+    batch.sparse.push_back(io::SparseColumn{{4, 4, 7, 1, 0, 9, 4}, {0, 3, 4, 4, 7}});
+    batch.sparse.push_back(io::SparseColumn{{5, 2, 2, 0}, {0, 1, 2, 3, 4}});
+    const std::int64_t width = input.out_features();
+    const auto upstream = random_values(f.random, kTasks * 4 * width);
+    compare_stacked_with_separate(
+        f,
+        [&](std::int64_t k) -> std::vector<std::vector<double>> {
+          input.forward(batch);
+          input.backward(host_tensor({4, width}, task_part(upstream, k)));
+          return {};
+        },
+        [&]() -> std::vector<std::vector<double>> {
+          input.forward(batch);
+          input.backward_stacked(host_tensor({kTasks, 4, width}, upstream));
+          return {};
+        });
+    // Row-sparse layout [tasks, touched rows, dim], and a zero combined gradient until a
+    // multi-task strategy writes it.
+    const Parameter& user = f.store.get("embeddings/user");
+    CHECK(user.task_gradients.shape() == Shape{kTasks, 5, 3});
+    CHECK(user.gradient.shape() == Shape{5, 3});
+  }
+}
+
+TEST_CASE("stacked backward without per-task buffers says what to call", "[stacked][layers]") {
+  Fixture f;
+  Linear<double> layer(f.builder, "linear", "backbone", 2, 2);
+  layer.forward(host_tensor({1, 2}, {1.0, 2.0}));
+  CHECK_THROWS_WITH(layer.backward_stacked(host_tensor({2, 1, 2}, {1, 2, 3, 4})),
+                    Catch::Contains("linear/weight") && Catch::Contains("zero_task_gradients"));
+  zero_task_gradients(f.parameters(), 3);  // a different task count
+  CHECK_THROWS_WITH(layer.backward_stacked(host_tensor({2, 1, 2}, {1, 2, 3, 4})),
+                    Catch::Contains("[2, 4]"));
+  CHECK_THROWS_AS(layer.backward_stacked(host_tensor({2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 8})),
+                  std::invalid_argument);
+}
