@@ -9,14 +9,19 @@ namespace drgrad::engine {
 
 namespace {
 // sum of tensors of one shape (the gradient of an input read by several consumers)
+// Sum of the defined tensors among `parts` (all of one shape); at least one must be defined.
 template <typename T>
 Tensor sum_tensors(const kernels::Context& ctx, const std::vector<Tensor>& parts) {
-  Tensor total = parts.front().clone();
-  for (std::size_t i = 1; i < parts.size(); ++i) {
-    if (parts[i].defined()) {
-      kernels::axpy<T>(ctx, total.numel(), T(1), parts[i].data<T>(), total.data<T>());
+  Tensor total;
+  for (const Tensor& part : parts) {
+    if (!part.defined()) continue;
+    if (!total.defined()) {
+      total = part.clone();
+    } else {
+      kernels::axpy<T>(ctx, total.numel(), T(1), part.data<T>(), total.data<T>());
     }
   }
+  if (!total.defined()) throw std::logic_error("no gradient reached this part of the backbone");
   return total;
 }
 
@@ -48,17 +53,21 @@ SharedBottom<T>::SharedBottom(LayerBuilder& builder, const ModelSpec& spec,
                               std::int64_t in_features)
     : ctx_(builder.ctx),
       num_tasks_(spec.tasks.size()),
+      with_shared_(spec.needs_shared_representation()),
       bottom_(builder, "backbone/bottom", "backbone", in_features, spec.bottom_units,
               spec.activation) {}
 
 template <typename T>
-std::vector<Tensor> SharedBottom<T>::forward(const Tensor& x) {
-  return std::vector<Tensor>(num_tasks_, bottom_.forward(x));
+BackboneOutput SharedBottom<T>::forward(const Tensor& x) {
+  const Tensor bottom = bottom_.forward(x);
+  return {std::vector<Tensor>(num_tasks_, bottom), with_shared_ ? bottom : Tensor()};
 }
 
 template <typename T>
-Tensor SharedBottom<T>::backward(const std::vector<Tensor>& d_task) {
-  return bottom_.backward(sum_tensors<T>(ctx_, d_task));
+Tensor SharedBottom<T>::backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) {
+  std::vector<Tensor> parts = d_task;
+  if (d_shared.defined()) parts.push_back(d_shared);
+  return bottom_.backward(sum_tensors<T>(ctx_, parts));
 }
 
 // --- MMoE ------------------------------------------------------------------------------------
@@ -73,22 +82,30 @@ Mmoe<T>::Mmoe(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_feat
     gates_.emplace_back(builder, "backbone/gate/" + task.name, "backbone", in_features,
                         range_of(0, spec.num_experts));
   }
+  if (spec.needs_shared_representation()) {
+    shared_gate_.emplace_back(builder, "backbone/gate/shared", "backbone", in_features,
+                              range_of(0, spec.num_experts));
+  }
 }
 
 template <typename T>
-std::vector<Tensor> Mmoe<T>::forward(const Tensor& x) {
+BackboneOutput Mmoe<T>::forward(const Tensor& x) {
   expert_outputs_ = experts_.forward(x);
-  std::vector<Tensor> outputs;
-  for (auto& gate : gates_) outputs.push_back(gate.forward(x, expert_outputs_));
-  return outputs;
+  BackboneOutput output;
+  for (auto& gate : gates_) output.tasks.push_back(gate.forward(x, expert_outputs_));
+  if (!shared_gate_.empty()) output.shared = shared_gate_[0].forward(x, expert_outputs_);
+  return output;
 }
 
 template <typename T>
-Tensor Mmoe<T>::backward(const std::vector<Tensor>& d_task) {
+Tensor Mmoe<T>::backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) {
   Tensor d_experts = Tensor::zeros(expert_outputs_.shape(), dtype_of<T>(), ctx_.device);
   std::vector<Tensor> d_inputs;
   for (std::size_t k = 0; k < gates_.size(); ++k) {
-    d_inputs.push_back(gates_[k].backward(d_task[k], d_experts));
+    if (d_task[k].defined()) d_inputs.push_back(gates_[k].backward(d_task[k], d_experts));
+  }
+  if (d_shared.defined() && !shared_gate_.empty()) {
+    d_inputs.push_back(shared_gate_[0].backward(d_shared, d_experts));
   }
   d_inputs.push_back(experts_.backward(d_experts));
   return sum_tensors<T>(ctx_, d_inputs);
@@ -129,7 +146,7 @@ Ple<T>::Ple(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_featur
       level.task_gates.emplace_back(builder, prefix + "/gate/" + spec.tasks[k].name, "backbone",
                                     level_input, selected);
     }
-    if (!top && spec.shared_experts > 0) {
+    if ((!top && spec.shared_experts > 0) || (top && spec.needs_shared_representation())) {
       level.shared_gate.emplace_back(builder, prefix + "/gate/shared", "backbone", level_input,
                                      range_of(0, level.total_experts));
     }
@@ -138,7 +155,7 @@ Ple<T>::Ple(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_featur
 }
 
 template <typename T>
-std::vector<Tensor> Ple<T>::forward(const Tensor& x) {
+BackboneOutput Ple<T>::forward(const Tensor& x) {
   // inputs[k] for task k, inputs[K] for the shared path; all start from x.
   std::vector<Tensor> inputs(num_tasks_ + 1, x);
   for (auto& level : levels_) {
@@ -157,14 +174,17 @@ std::vector<Tensor> Ple<T>::forward(const Tensor& x) {
     }
     inputs = std::move(next);
   }
+  BackboneOutput output;
+  output.shared = inputs.back();  // the top level's shared gate, when there is one
   inputs.pop_back();
-  return inputs;
+  output.tasks = std::move(inputs);
+  return output;
 }
 
 template <typename T>
-Tensor Ple<T>::backward(const std::vector<Tensor>& d_task) {
+Tensor Ple<T>::backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) {
   std::vector<Tensor> d_outputs = d_task;
-  d_outputs.emplace_back();  // the top level has no shared output
+  d_outputs.push_back(d_shared);  // the top level's shared output (v_s), if used
   for (std::size_t l = levels_.size(); l-- > 0;) {
     Level& level = levels_[l];
     const std::int64_t batch = d_task.front().dim(0);
@@ -173,9 +193,11 @@ Tensor Ple<T>::backward(const std::vector<Tensor>& d_task) {
     // Gradients of each input of this level, gathered from every consumer of that input.
     std::vector<std::vector<Tensor>> d_inputs(num_tasks_ + 1);
     for (std::size_t k = 0; k < num_tasks_; ++k) {
-      d_inputs[k].push_back(level.task_gates[k].backward(d_outputs[k], d_experts));
+      if (d_outputs[k].defined()) {
+        d_inputs[k].push_back(level.task_gates[k].backward(d_outputs[k], d_experts));
+      }
     }
-    if (!level.shared_gate.empty()) {
+    if (!level.shared_gate.empty() && d_outputs[num_tasks_].defined()) {
       d_inputs[num_tasks_].push_back(
           level.shared_gate[0].backward(d_outputs[num_tasks_], d_experts));
     }

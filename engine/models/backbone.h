@@ -13,14 +13,22 @@
 
 namespace drgrad::engine {
 
+// One representation per task and, when the model asks for it, the shared representation v_s
+// (Shared-Bottom: the bottom's output; MMoE: an extra gate over all experts; PLE: the top
+// level's shared gate). Every tensor is [batch, out_features()].
+struct BackboneOutput {
+  std::vector<Tensor> tasks;
+  Tensor shared;  // undefined unless requested
+};
+
 template <typename T>
 class Backbone {
  public:
   virtual ~Backbone() = default;
-  // x: [batch, in] -> one [batch, out_features()] tensor per task.
-  virtual std::vector<Tensor> forward(const Tensor& x) = 0;
-  // The gradient of each task's representation -> the gradient of x.
-  virtual Tensor backward(const std::vector<Tensor>& d_task) = 0;
+  virtual BackboneOutput forward(const Tensor& x) = 0;
+  // The gradients of each task's representation (and of v_s, or an undefined tensor) -> the
+  // gradient of x.
+  virtual Tensor backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) = 0;
   virtual std::int64_t out_features() const = 0;
 };
 
@@ -33,13 +41,14 @@ template <typename T>
 class SharedBottom final : public Backbone<T> {
  public:
   SharedBottom(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_features);
-  std::vector<Tensor> forward(const Tensor& x) override;
-  Tensor backward(const std::vector<Tensor>& d_task) override;
+  BackboneOutput forward(const Tensor& x) override;
+  Tensor backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) override;
   std::int64_t out_features() const override { return bottom_.out_features(); }
 
  private:
   kernels::Context ctx_;
   std::size_t num_tasks_;
+  bool with_shared_;
   Mlp<T> bottom_;
 };
 
@@ -47,14 +56,15 @@ template <typename T>
 class Mmoe final : public Backbone<T> {
  public:
   Mmoe(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_features);
-  std::vector<Tensor> forward(const Tensor& x) override;
-  Tensor backward(const std::vector<Tensor>& d_task) override;
+  BackboneOutput forward(const Tensor& x) override;
+  Tensor backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) override;
   std::int64_t out_features() const override { return experts_.out_features(); }
 
  private:
   kernels::Context ctx_;
   ExpertGroup<T> experts_;
   std::vector<SoftmaxGate<T>> gates_;
+  std::vector<SoftmaxGate<T>> shared_gate_;  // one gate over all experts when v_s is needed
   Tensor expert_outputs_;
 };
 
@@ -62,8 +72,8 @@ template <typename T>
 class Ple final : public Backbone<T> {
  public:
   Ple(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_features);
-  std::vector<Tensor> forward(const Tensor& x) override;
-  Tensor backward(const std::vector<Tensor>& d_task) override;
+  BackboneOutput forward(const Tensor& x) override;
+  Tensor backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) override;
   std::int64_t out_features() const override { return width_; }
 
  private:
@@ -75,7 +85,7 @@ class Ple final : public Backbone<T> {
     std::vector<std::int64_t> group_offsets;
     std::int64_t total_experts = 0;
     std::vector<SoftmaxGate<T>> task_gates;
-    std::vector<SoftmaxGate<T>> shared_gate;  // empty at the top level
+    std::vector<SoftmaxGate<T>> shared_gate;  // at the top level only when v_s is needed
   };
   kernels::Context ctx_;
   std::size_t num_tasks_;

@@ -62,6 +62,23 @@ void ModelSpec::validate() const {
   for (const auto& slot : slots) {
     if (slot.dim <= 0) throw std::invalid_argument("slot '" + slot.name + "': dim must be > 0");
   }
+  if (split.enabled) {
+    if (split.primary_task < 0 || split.primary_task >= static_cast<int>(tasks.size())) {
+      throw std::invalid_argument("the primary task index is outside the task list");
+    }
+    if (tasks.size() < 2) {
+      throw std::invalid_argument("split towers need a primary and at least one auxiliary task");
+    }
+  } else if (!split.personal_slots.empty()) {
+    throw std::invalid_argument("a personalized gate acts on v_s and needs split towers");
+  }
+  for (const auto& name : split.personal_slots) {
+    bool found = false;
+    for (const auto& slot : slots) found = found || slot.name == name;
+    if (!found) {
+      throw std::invalid_argument("personal slot '" + name + "' is not a sparse slot of the data");
+    }
+  }
 }
 
 }  // namespace drgrad::engine

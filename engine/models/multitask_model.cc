@@ -1,4 +1,5 @@
-// MultiTaskModel: wiring of input, backbone and towers; logits gathered into one matrix.
+// MultiTaskModel: wiring of input, backbone, personalized gate and towers; logits gathered into
+// one matrix.
 #include "engine/models/multitask_model.h"
 
 #include "kernels/vector/vector_ops.h"
@@ -11,14 +12,61 @@ MultiTaskModel<T>::MultiTaskModel(const ModelSpec& spec, kernels::Context ctx, s
   spec_.validate();
   LayerBuilder builder{store_, init_random_, ctx_};
   input_ = std::make_unique<FeatureInput<T>>(builder, spec_.num_dense, spec_.slots);
-  backbone_ = make_backbone<T>(builder, spec_, input_->out_features());
+  input_width_ = input_->out_features();
+  backbone_ = make_backbone<T>(builder, spec_, input_width_);
+  const std::int64_t width = backbone_->out_features();
+  if (!spec_.split.personal_slots.empty()) {
+    std::int64_t personal_width = 0;
+    for (const auto& name : spec_.split.personal_slots) {
+      personal_columns_.push_back(input_->column_of(name));
+      for (const auto& slot : spec_.slots) {
+        if (slot.name == name) personal_dims_.push_back(slot.dim);
+      }
+      personal_width += personal_dims_.back();
+    }
+    personal_gate_ = std::make_unique<PersonalizedGate<T>>(builder, "backbone/personal_gate",
+                                                           "backbone", personal_width, width,
+                                                           spec_.split.stop_personal_gradient);
+  }
   std::vector<std::int64_t> tower_units = spec_.tower_units;
   tower_units.push_back(1);
   towers_.reserve(spec_.tasks.size());
-  for (const auto& task : spec_.tasks) {
-    towers_.emplace_back(builder, "tower/" + task.name, "tower/" + task.name,
-                         backbone_->out_features(), tower_units, spec_.activation, false);
+  for (int k = 0; k < static_cast<int>(spec_.tasks.size()); ++k) {
+    const bool primary = spec_.split.enabled && k == spec_.split.primary_task;
+    const std::string group = primary ? primary_own_group() : tower_group(k);
+    towers_.emplace_back(builder, group, group, width, tower_units, spec_.activation, false);
   }
+  if (spec_.split.enabled) {
+    primary_shared_tower_ =
+        std::make_unique<Mlp<T>>(builder, primary_shared_group(), primary_shared_group(), width,
+                                 tower_units, spec_.activation, false);
+  }
+}
+
+template <typename T>
+std::string MultiTaskModel<T>::tower_group(int task) const {
+  return "tower/" + spec_.tasks.at(task).name;
+}
+
+template <typename T>
+std::string MultiTaskModel<T>::primary_own_group() const {
+  return tower_group(spec_.split.primary_task) + "/own";
+}
+
+template <typename T>
+std::string MultiTaskModel<T>::primary_shared_group() const {
+  return tower_group(spec_.split.primary_task) + "/shared";
+}
+
+template <typename T>
+void MultiTaskModel<T>::set_mixing(double mu_own, double mu_shared) {
+  mu_own_ = mu_own;
+  mu_shared_ = mu_shared;
+}
+
+template <typename T>
+bool MultiTaskModel<T>::tower_reads_shared(int task) const {
+  return spec_.split.enabled && task != spec_.split.primary_task && spec_.split.aux_read_shared;
 }
 
 template <typename T>
@@ -26,10 +74,35 @@ Tensor MultiTaskModel<T>::forward(const io::Batch& batch) {
   batch_ = batch.size;
   const auto num_tasks = static_cast<std::int64_t>(towers_.size());
   const Tensor x = input_->forward(batch);
-  const std::vector<Tensor> representations = backbone_->forward(x);
+  BackboneOutput representations = backbone_->forward(x);
+  Tensor shared = representations.shared;
+  if (personal_gate_) {
+    std::int64_t personal_width = 0;
+    for (const auto dim : personal_dims_) personal_width += dim;
+    Tensor personal(Shape{batch_, personal_width}, dtype_of<T>(), ctx_.device);
+    std::int64_t column = 0;
+    for (std::size_t s = 0; s < personal_columns_.size(); ++s) {
+      kernels::copy_rows<T>(ctx_, x.data<T>() + personal_columns_[s], input_width_,
+                            personal.data<T>() + column, personal_width, batch_, personal_dims_[s],
+                            false);
+      column += personal_dims_[s];
+    }
+    shared = personal_gate_->forward(shared, personal);
+  }
   Tensor logits(Shape{batch_, num_tasks}, dtype_of<T>(), ctx_.device);
   for (std::int64_t k = 0; k < num_tasks; ++k) {
-    const Tensor logit = towers_[k].forward(representations[k]);
+    const bool primary = spec_.split.enabled && k == spec_.split.primary_task;
+    Tensor logit = towers_[k].forward(
+        tower_reads_shared(static_cast<int>(k)) ? shared : representations.tasks[k]);
+    if (primary) {
+      // y = mu' T'(v1) + mu'' T''(v_s)
+      const Tensor from_shared = primary_shared_tower_->forward(shared);
+      Tensor mixed = Tensor::zeros(logit.shape(), logit.dtype(), ctx_.device);
+      kernels::axpy<T>(ctx_, batch_, static_cast<T>(mu_own_), logit.data<T>(), mixed.data<T>());
+      kernels::axpy<T>(ctx_, batch_, static_cast<T>(mu_shared_), from_shared.data<T>(),
+                       mixed.data<T>());
+      logit = mixed;
+    }
     kernels::copy_rows<T>(ctx_, logit.data<T>(), 1, logits.data<T>() + k, num_tasks, batch_, 1,
                           false);
   }
@@ -39,14 +112,50 @@ Tensor MultiTaskModel<T>::forward(const io::Batch& batch) {
 template <typename T>
 void MultiTaskModel<T>::backward(const Tensor& d_logits) {
   const auto num_tasks = static_cast<std::int64_t>(towers_.size());
-  std::vector<Tensor> d_representations;
+  std::vector<Tensor> d_representations(static_cast<std::size_t>(num_tasks));
+  std::vector<Tensor> d_shared_parts;
   for (std::int64_t k = 0; k < num_tasks; ++k) {
     Tensor d_logit(Shape{batch_, 1}, dtype_of<T>(), ctx_.device);
     kernels::copy_rows<T>(ctx_, d_logits.data<T>() + k, num_tasks, d_logit.data<T>(), 1, batch_, 1,
                           false);
-    d_representations.push_back(towers_[k].backward(d_logit));
+    const bool primary = spec_.split.enabled && k == spec_.split.primary_task;
+    if (primary) {
+      Tensor d_own = Tensor::zeros(d_logit.shape(), d_logit.dtype(), ctx_.device);
+      Tensor d_from_shared = Tensor::zeros(d_logit.shape(), d_logit.dtype(), ctx_.device);
+      kernels::axpy<T>(ctx_, batch_, static_cast<T>(mu_own_), d_logit.data<T>(), d_own.data<T>());
+      kernels::axpy<T>(ctx_, batch_, static_cast<T>(mu_shared_), d_logit.data<T>(),
+                       d_from_shared.data<T>());
+      d_representations[k] = towers_[k].backward(d_own);
+      d_shared_parts.push_back(primary_shared_tower_->backward(d_from_shared));
+    } else if (tower_reads_shared(static_cast<int>(k))) {
+      d_shared_parts.push_back(towers_[k].backward(d_logit));
+    } else {
+      d_representations[k] = towers_[k].backward(d_logit);
+    }
   }
-  const Tensor d_x = backbone_->backward(d_representations);
+  Tensor d_shared;
+  for (const Tensor& part : d_shared_parts) {
+    if (!d_shared.defined()) {
+      d_shared = part.clone();
+    } else {
+      kernels::axpy<T>(ctx_, d_shared.numel(), T(1), part.data<T>(), d_shared.data<T>());
+    }
+  }
+  Tensor d_personal;
+  if (personal_gate_ && d_shared.defined()) {
+    std::tie(d_shared, d_personal) = personal_gate_->backward(d_shared);
+  }
+  Tensor d_x = backbone_->backward(d_representations, d_shared);
+  if (d_personal.defined()) {
+    const std::int64_t personal_width = d_personal.dim(1);
+    std::int64_t column = 0;
+    for (std::size_t s = 0; s < personal_columns_.size(); ++s) {
+      kernels::copy_rows<T>(ctx_, d_personal.data<T>() + column, personal_width,
+                            d_x.data<T>() + personal_columns_[s], input_width_, batch_,
+                            personal_dims_[s], true);
+      column += personal_dims_[s];
+    }
+  }
   input_->backward(d_x);
 }
 

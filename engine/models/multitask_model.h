@@ -1,11 +1,16 @@
 // A complete multi-task model: feature input (dense block and embedding bags), a backbone, and
-// one tower per task producing that task's logit. Explicit forward and backward, no autodiff.
+// one tower per task producing that task's logit. With split towers (DRGrad, Split-MMoE) the
+// primary task has two towers of the same shape, T' on its own view and T'' on the shared
+// representation v_s (optionally through a personalized gate), mixed as mu' T' + mu'' T''.
+// Explicit forward and backward, no autodiff.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "engine/layers/personalized_gate.h"
 #include "engine/models/backbone.h"
 #include "io/data/batch.h"
 
@@ -28,6 +33,17 @@ class MultiTaskModel {
   const ModelSpec& spec() const { return spec_; }
   const kernels::Context& context() const { return ctx_; }
 
+  // Parameter groups of the towers: "tower/<task>" for ordinary towers; with split towers the
+  // primary task's are "tower/<task>/own" (T') and "tower/<task>/shared" (T'').
+  std::string tower_group(int task) const;
+  std::string primary_own_group() const;
+  std::string primary_shared_group() const;
+
+  // Mixing weights of the split primary task's towers (mu' + mu'' = 1; 0.5 each at start).
+  void set_mixing(double mu_own, double mu_shared);
+  double mu_own() const { return mu_own_; }
+  double mu_shared() const { return mu_shared_; }
+
  private:
   ModelSpec spec_;
   kernels::Context ctx_;
@@ -35,8 +51,15 @@ class MultiTaskModel {
   Random init_random_;
   std::unique_ptr<FeatureInput<T>> input_;
   std::unique_ptr<Backbone<T>> backbone_;
-  std::vector<Mlp<T>> towers_;
+  std::vector<Mlp<T>> towers_;                    // one per task (the primary's T' when split)
+  std::unique_ptr<Mlp<T>> primary_shared_tower_;  // T''
+  std::unique_ptr<PersonalizedGate<T>> personal_gate_;
+  std::vector<std::int64_t> personal_columns_, personal_dims_;
+  double mu_own_ = 0.5, mu_shared_ = 0.5;
   std::int64_t batch_ = 0;
+  std::int64_t input_width_ = 0;
+
+  bool tower_reads_shared(int task) const;
 };
 
 }  // namespace drgrad::engine

@@ -29,6 +29,11 @@ void axpy(std::int64_t n, T alpha, const T* x, T* y) {
 }
 
 template <typename T>
+void multiply(std::int64_t n, T alpha, const T* a, const T* b, T* out) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = alpha * a[i] * b[i];
+}
+
+template <typename T>
 double dot(std::int64_t n, const T* x, const T* y) {
   double total = 0;
   for (std::int64_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * y[i];
@@ -39,6 +44,7 @@ double dot(std::int64_t n, const T* x, const T* y) {
   template void copy_rows<T>(const T*, std::int64_t, T*, std::int64_t, std::int64_t, std::int64_t, \
                              bool);                                                                \
   template void axpy<T>(std::int64_t, T, const T*, T*);                                            \
+  template void multiply<T>(std::int64_t, T, const T*, const T*, T*);                              \
   template double dot<T>(std::int64_t, const T*, const T*);
 DRGRAD_INSTANTIATE_CPU(float)
 DRGRAD_INSTANTIATE_CPU(double)
@@ -58,6 +64,11 @@ void axpy(const Context& ctx, std::int64_t n, T alpha, const T* x, T* y) {
 }
 
 template <typename T>
+void multiply(const Context& ctx, std::int64_t n, T alpha, const T* a, const T* b, T* out) {
+  DRGRAD_DISPATCH(T, ctx, multiply, n, alpha, a, b, out);
+}
+
+template <typename T>
 double dot(const Context& ctx, std::int64_t n, const T* x, const T* y) {
   if (ctx.device.is_cuda()) {
     if constexpr (std::is_same_v<T, float>) {
@@ -73,6 +84,7 @@ double dot(const Context& ctx, std::int64_t n, const T* x, const T* y) {
   template void copy_rows<T>(const Context&, const T*, std::int64_t, T*, std::int64_t, \
                              std::int64_t, std::int64_t, bool);                        \
   template void axpy<T>(const Context&, std::int64_t, T, const T*, T*);                \
+  template void multiply<T>(const Context&, std::int64_t, T, const T*, const T*, T*);  \
   template double dot<T>(const Context&, std::int64_t, const T*, const T*);
 DRGRAD_INSTANTIATE(float)
 DRGRAD_INSTANTIATE(double)

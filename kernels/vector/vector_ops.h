@@ -15,6 +15,9 @@ void copy_rows(const Context& ctx, const T* src, std::int64_t src_stride, T* dst
 // y[i] += alpha * x[i]
 template <typename T>
 void axpy(const Context& ctx, std::int64_t n, T alpha, const T* x, T* y);
+// out[i] = alpha * a[i] * b[i]  (out may alias a or b)
+template <typename T>
+void multiply(const Context& ctx, std::int64_t n, T alpha, const T* a, const T* b, T* out);
 // Returns sum_i x[i] * y[i], computed in double and in a fixed order. Blocks on the device.
 template <typename T>
 double dot(const Context& ctx, std::int64_t n, const T* x, const T* y);
@@ -26,6 +29,8 @@ void copy_rows(const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_s
 template <typename T>
 void axpy(std::int64_t n, T alpha, const T* x, T* y);
 template <typename T>
+void multiply(std::int64_t n, T alpha, const T* a, const T* b, T* out);
+template <typename T>
 double dot(std::int64_t n, const T* x, const T* y);
 }  // namespace cpu
 
@@ -33,6 +38,8 @@ namespace cuda {
 void copy_rows(const Context& ctx, const float* src, std::int64_t src_stride, float* dst,
                std::int64_t dst_stride, std::int64_t rows, std::int64_t cols, bool accumulate);
 void axpy(const Context& ctx, std::int64_t n, float alpha, const float* x, float* y);
+void multiply(const Context& ctx, std::int64_t n, float alpha, const float* a, const float* b,
+              float* out);
 double dot(const Context& ctx, std::int64_t n, const float* x, const float* y);
 }  // namespace cuda
 

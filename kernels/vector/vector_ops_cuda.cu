@@ -37,6 +37,14 @@ __global__ void axpy_kernel(std::int64_t n, float alpha, const float* x, float* 
   }
 }
 
+__global__ void multiply_kernel(std::int64_t n, float alpha, const float* a, const float* b,
+                                float* out) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    out[i] = alpha * a[i] * b[i];
+  }
+}
+
 // Sum of `value` over the block (blockDim.x == kBlockSize, a power of two), valid in thread 0;
 // the tree's shape is fixed.
 __device__ double block_sum(double value) {
@@ -85,6 +93,13 @@ void axpy(const Context& ctx, std::int64_t n, float alpha, const float* x, float
   if (n <= 0) return;
   axpy_kernel<<<grid_for(n), kBlockSize, 0, stream_of(ctx)>>>(n, alpha, x, y);
   DRGRAD_CUDA_CHECK_LAUNCH(axpy_kernel);
+}
+
+void multiply(const Context& ctx, std::int64_t n, float alpha, const float* a, const float* b,
+              float* out) {
+  if (n <= 0) return;
+  multiply_kernel<<<grid_for(n), kBlockSize, 0, stream_of(ctx)>>>(n, alpha, a, b, out);
+  DRGRAD_CUDA_CHECK_LAUNCH(multiply_kernel);
 }
 
 double dot(const Context& ctx, std::int64_t n, const float* x, const float* y) {

@@ -51,8 +51,12 @@ io::Batch small_batch(Random& random, std::int64_t size, int num_tasks) {
   return batch;
 }
 
-void check_model(BackboneKind backbone, int num_tasks) {
-  MultiTaskModel<double> model(small_spec(backbone, num_tasks), kernels::Context::cpu(), 3);
+// With a stopped personal gradient the analytic embedding gradient of the personal slots is
+// deliberately not the true one; `skip_personal` leaves those tables out.
+void check_model(const ModelSpec& spec, int num_tasks, double mu_own = 0.5,
+                 bool skip_personal = false) {
+  MultiTaskModel<double> model(spec, kernels::Context::cpu(), 3);
+  model.set_mixing(mu_own, 1.0 - mu_own);
   Random random(11);
   const io::Batch batch = small_batch(random, 5, num_tasks);
   const auto upstream = random_values(random, 5 * num_tasks);
@@ -62,7 +66,29 @@ void check_model(BackboneKind backbone, int num_tasks) {
         model.forward(batch);
         model.backward(Tensor::from_vector<double>({5, num_tasks}, upstream));
       },
-      8);
+      8, 1e-6,
+      [&](const Parameter& parameter) {
+        if (!skip_personal) return true;
+        for (const auto& slot : spec.split.personal_slots) {
+          if (parameter.name == "embeddings/" + slot) return false;
+        }
+        return true;
+      });
+}
+
+void check_model(BackboneKind backbone, int num_tasks) {
+  check_model(small_spec(backbone, num_tasks), num_tasks);
+}
+
+ModelSpec split_spec(BackboneKind backbone, int num_tasks, bool aux_read_shared,
+                     std::vector<std::string> personal, bool stop_personal_gradient) {
+  ModelSpec spec = small_spec(backbone, num_tasks);
+  spec.split.enabled = true;
+  spec.split.primary_task = num_tasks > 2 ? 1 : 0;
+  spec.split.aux_read_shared = aux_read_shared;
+  spec.split.personal_slots = std::move(personal);
+  spec.split.stop_personal_gradient = stop_personal_gradient;
+  return spec;
 }
 }  // namespace
 
@@ -76,6 +102,58 @@ TEST_CASE("MMoE model gradients", "[gradient][models]") {
 
 TEST_CASE("PLE model gradients, two levels, three tasks", "[gradient][models]") {
   check_model(BackboneKind::kPle, 3);
+}
+
+TEST_CASE("split towers: gradients through T', T'' and v_s for every backbone",
+          "[gradient][models][split]") {
+  for (const auto backbone :
+       {BackboneKind::kSharedBottom, BackboneKind::kMmoe, BackboneKind::kPle}) {
+    SECTION(backbone_name(backbone)) {
+      check_model(split_spec(backbone, 2, true, {}, true), 2, 0.3);
+    }
+  }
+}
+
+TEST_CASE("split towers with auxiliary towers on their own gate output", "[gradient][models]") {
+  check_model(split_spec(BackboneKind::kMmoe, 3, false, {}, true), 3, 0.7);
+}
+
+TEST_CASE("personalized gate gradients, with and without the stop-gradient switch",
+          "[gradient][models][split]") {
+  for (const bool stop : {true, false}) {
+    SECTION(stop ? "gradient stopped" : "gradient flows into the embeddings") {
+      check_model(split_spec(BackboneKind::kMmoe, 2, true, {"b", "a"}, stop), 2, 0.4, stop);
+    }
+  }
+}
+
+TEST_CASE("the personalized gate's stop-gradient switch decides what reaches e_p",
+          "[models][split]") {
+  // Slot "b" is read only through the gate: stopped, its table gets no gradient from the gate,
+  // so its only gradient comes from the backbone input; compare the two settings.
+  auto gradient_of_b = [](bool stop) {
+    ModelSpec spec = split_spec(BackboneKind::kMmoe, 2, true, {"b"}, stop);
+    MultiTaskModel<double> model(spec, kernels::Context::cpu(), 3);
+    Random random(11);
+    const io::Batch batch = small_batch(random, 5, 2);
+    model.parameters().zero_gradients();
+    model.forward(batch);
+    model.backward(Tensor::from_vector<double>({5, 2}, random_values(random, 10)));
+    return model.parameters().get("embeddings/b").gradient.to_vector<double>();
+  };
+  CHECK(gradient_of_b(true) != gradient_of_b(false));
+}
+
+TEST_CASE("split towers register T' and T'' as their own groups", "[models][split]") {
+  MultiTaskModel<float> model(split_spec(BackboneKind::kMmoe, 2, true, {"a"}, true),
+                              kernels::Context::cpu(), 1);
+  const auto groups = model.parameters().group_names();
+  CHECK(groups == std::vector<std::string>{"embeddings", "backbone", "tower/task0/own",
+                                           "tower/task1", "tower/task0/shared"});
+  CHECK(model.primary_own_group() == "tower/task0/own");
+  CHECK(model.mu_own() == 0.5);
+  CHECK(model.parameters().contains("backbone/gate/shared/weight"));
+  CHECK(model.parameters().contains("backbone/personal_gate/weight"));
 }
 
 TEST_CASE("parameters are grouped by embeddings, backbone and task tower", "[models]") {

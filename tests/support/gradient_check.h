@@ -45,11 +45,13 @@ inline bool gradients_close(double analytic, double numeric, double tolerance = 
 // touch must have a zero numeric gradient.
 inline void check_parameter_gradients(ParameterStore& store, const std::function<double()>& loss,
                                       const std::function<void()>& backward,
-                                      int samples_per_parameter = 12, double epsilon = 1e-6) {
+                                      int samples_per_parameter = 12, double epsilon = 1e-6,
+                                      const std::function<bool(const Parameter&)>& include = {}) {
   store.zero_gradients();
   backward();
   for (const auto& parameter_pointer : store.all()) {
     Parameter& parameter = *parameter_pointer;
+    if (include && !include(parameter)) continue;
     std::vector<double> analytic(static_cast<std::size_t>(parameter.value.numel()), 0.0);
     if (parameter.row_sparse) {
       const auto rows = parameter.gradient.defined() ? parameter.gradient.to_vector<double>()
