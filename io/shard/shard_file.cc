@@ -24,6 +24,25 @@ constexpr const char* kAdviceVersion =
     "the shard was written by a different drgrad version; re-create it with this version, or "
     "read it with the version that wrote it";
 
+// An open file descriptor, closed on destruction. Throws std::runtime_error naming the path.
+class OpenFile {
+ public:
+  explicit OpenFile(const std::string& path)
+      : descriptor_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (descriptor_ < 0) {
+      throw std::runtime_error("cannot open shard '" + path + "': " + std::strerror(errno) +
+                               "; check the path and its permissions");
+    }
+  }
+  ~OpenFile() { ::close(descriptor_); }
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  int descriptor() const { return descriptor_; }
+
+ private:
+  int descriptor_;
+};
+
 // pread until `size` bytes or end of file; returns bytes read.
 std::size_t read_at(int descriptor, std::uint64_t offset, std::byte* out, std::size_t size,
                     const std::string& path) {
@@ -43,92 +62,51 @@ std::size_t read_at(int descriptor, std::uint64_t offset, std::byte* out, std::s
 }  // namespace
 
 ShardFile::ShardFile(const std::string& path, ShardOpenOptions options) : path_(path) {
-  descriptor_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (descriptor_ < 0) {
-    throw std::runtime_error("cannot open shard '" + path + "': " + std::strerror(errno) +
-                             "; check the path and its permissions");
+  // The descriptor is held only while opening; read_block opens the file again, so a reader over
+  // thousands of shards does not run out of descriptors.
+  const OpenFile file(path);
+  const int descriptor = file.descriptor();
+  struct stat info;
+  if (::fstat(descriptor, &info) != 0) {
+    throw std::runtime_error("cannot stat '" + path + "': " + std::strerror(errno));
+  }
+  file_size_ = static_cast<std::uint64_t>(info.st_size);
+  if (file_size_ == 0) {
+    fail(0, 0, "the file is empty, a shard starts with a header record",
+         "the writer probably crashed before writing anything; re-create the shard");
+  }
+  std::vector<std::byte> scratch;
+  const auto payload = read_record(descriptor, 0, 0, scratch, "header");
+  header_record_bytes_ = tfrecord::kFramingBytes + payload.size();
+  try {
+    header_ = decode_shard_header(payload);
+  } catch (const ShardPayloadError& error) {
+    const bool wrong_magic =
+        payload.size() < sizeof(shard::kHeaderMagic) ||
+        std::memcmp(payload.data(), shard::kHeaderMagic, sizeof(shard::kHeaderMagic)) != 0;
+    fail(0, 0, error.what(), wrong_magic ? kAdviceNotShard : kAdviceCorrupt);
+  }
+  if (header_.version != shard::kFormatVersion) {
+    fail(0, 0,
+         "the shard has format version " + std::to_string(header_.version) +
+             ", this build reads version " + std::to_string(shard::kFormatVersion),
+         kAdviceVersion);
+  }
+  if (options.expected_schema &&
+      options.expected_schema->fingerprint() != header_.schema.fingerprint()) {
+    throw SchemaMismatchError(
+        RecordLocation{path_, 0, 0, false},
+        "the shard's schema [" + header_.schema.describe() + "] differs from the expected [" +
+            options.expected_schema->describe() + "]",
+        "convert the data again with the current schema, or point the reader at the right "
+        "shards");
   }
   try {
-    struct stat info;
-    if (::fstat(descriptor_, &info) != 0) {
-      throw std::runtime_error("cannot stat '" + path + "': " + std::strerror(errno));
-    }
-    file_size_ = static_cast<std::uint64_t>(info.st_size);
-    if (file_size_ == 0) {
-      fail(0, 0, "the file is empty, a shard starts with a header record",
-           "the writer probably crashed before writing anything; re-create the shard");
-    }
-    std::vector<std::byte> scratch;
-    const auto payload = read_record(0, 0, scratch, "header");
-    header_record_bytes_ = tfrecord::kFramingBytes + payload.size();
-    try {
-      header_ = decode_shard_header(payload);
-    } catch (const ShardPayloadError& error) {
-      const bool wrong_magic =
-          payload.size() < sizeof(shard::kHeaderMagic) ||
-          std::memcmp(payload.data(), shard::kHeaderMagic, sizeof(shard::kHeaderMagic)) != 0;
-      fail(0, 0, error.what(), wrong_magic ? kAdviceNotShard : kAdviceCorrupt);
-    }
-    if (header_.version != shard::kFormatVersion) {
-      fail(0, 0,
-           "the shard has format version " + std::to_string(header_.version) +
-               ", this build reads version " + std::to_string(shard::kFormatVersion),
-           kAdviceVersion);
-    }
-    if (options.expected_schema &&
-        options.expected_schema->fingerprint() != header_.schema.fingerprint()) {
-      throw SchemaMismatchError(
-          RecordLocation{path_, 0, 0, false},
-          "the shard's schema [" + header_.schema.describe() + "] differs from the expected [" +
-              options.expected_schema->describe() + "]",
-          "convert the data again with the current schema, or point the reader at the right "
-          "shards");
-    }
-    try {
-      load_index(scratch);
-    } catch (const CorruptRecordError&) {
-      if (!options.skip_corrupt) throw;
-      scan_blocks(scratch, header_record_bytes_);
-    }
-  } catch (...) {
-    ::close(descriptor_);
-    descriptor_ = -1;
-    throw;
+    load_index(descriptor, scratch);
+  } catch (const CorruptRecordError&) {
+    if (!options.skip_corrupt) throw;
+    scan_blocks(descriptor, scratch, header_record_bytes_);
   }
-}
-
-ShardFile::~ShardFile() {
-  if (descriptor_ >= 0) ::close(descriptor_);
-}
-
-ShardFile::ShardFile(ShardFile&& other) noexcept
-    : path_(std::move(other.path_)),
-      descriptor_(other.descriptor_),
-      file_size_(other.file_size_),
-      header_record_bytes_(other.header_record_bytes_),
-      header_(std::move(other.header_)),
-      blocks_(std::move(other.blocks_)),
-      total_samples_(other.total_samples_),
-      recovered_by_scan_(other.recovered_by_scan_),
-      skipped_(other.skipped_) {
-  other.descriptor_ = -1;
-}
-
-ShardFile& ShardFile::operator=(ShardFile&& other) noexcept {
-  if (this != &other) {
-    if (descriptor_ >= 0) ::close(descriptor_);
-    path_ = std::move(other.path_);
-    descriptor_ = other.descriptor_;
-    other.descriptor_ = -1;
-    file_size_ = other.file_size_;
-    header_record_bytes_ = other.header_record_bytes_;
-    header_ = std::move(other.header_);
-    blocks_ = std::move(other.blocks_);
-    total_samples_ = other.total_samples_;
-    recovered_by_scan_ = other.recovered_by_scan_;
-    skipped_ = other.skipped_;
-  }
-  return *this;
 }
 
 void ShardFile::fail(std::int64_t record_index, std::uint64_t offset, const std::string& problem,
@@ -138,7 +116,8 @@ void ShardFile::fail(std::int64_t record_index, std::uint64_t offset, const std:
       advice, truncated);
 }
 
-std::span<const std::byte> ShardFile::read_record(std::uint64_t offset, std::int64_t record_index,
+std::span<const std::byte> ShardFile::read_record(int descriptor, std::uint64_t offset,
+                                                  std::int64_t record_index,
                                                   std::vector<std::byte>& scratch,
                                                   const char* what) const {
   if (offset > file_size_ || file_size_ - offset < tfrecord::kHeaderBytes) {
@@ -148,7 +127,7 @@ std::span<const std::byte> ShardFile::read_record(std::uint64_t offset, std::int
          kAdviceTruncated, true);
   }
   std::byte header[tfrecord::kHeaderBytes];
-  read_at(descriptor_, offset, header, sizeof(header), path_);
+  read_at(descriptor, offset, header, sizeof(header), path_);
   const auto length = load_le<std::uint64_t>(header);
   if (load_le<std::uint32_t>(header + tfrecord::kLengthBytes) !=
       mask_crc32c(crc32c(header, tfrecord::kLengthBytes))) {
@@ -166,7 +145,7 @@ std::span<const std::byte> ShardFile::read_record(std::uint64_t offset, std::int
   }
   scratch.resize(static_cast<std::size_t>(length) + tfrecord::kFooterBytes);
   const std::size_t got =
-      read_at(descriptor_, offset + tfrecord::kHeaderBytes, scratch.data(), scratch.size(), path_);
+      read_at(descriptor, offset + tfrecord::kHeaderBytes, scratch.data(), scratch.size(), path_);
   if (got != scratch.size()) {
     fail(record_index, offset, "the file shrank while being read", kAdviceTruncated, true);
   }
@@ -180,7 +159,7 @@ std::span<const std::byte> ShardFile::read_record(std::uint64_t offset, std::int
   return payload;
 }
 
-void ShardFile::load_index(std::vector<std::byte>& scratch) {
+void ShardFile::load_index(int descriptor, std::vector<std::byte>& scratch) {
   if (file_size_ < header_record_bytes_ + shard::kLocatorRecordBytes) {
     fail(-1, file_size_,
          "the file ends before its index: the writer probably crashed before close()",
@@ -189,7 +168,7 @@ void ShardFile::load_index(std::vector<std::byte>& scratch) {
   const std::uint64_t locator_offset = file_size_ - shard::kLocatorRecordBytes;
   std::span<const std::byte> locator;
   try {
-    locator = read_record(locator_offset, -1, scratch, "locator");
+    locator = read_record(descriptor, locator_offset, -1, scratch, "locator");
   } catch (const CorruptRecordError& error) {
     fail(-1, locator_offset,
          std::string("the file does not end with a valid locator record (") + error.problem() +
@@ -207,7 +186,7 @@ void ShardFile::load_index(std::vector<std::byte>& scratch) {
          "the locator points at byte " + std::to_string(index_offset) + ", outside the file body",
          kAdviceCorrupt);
   }
-  const auto index = read_record(index_offset, -1, scratch, "index");
+  const auto index = read_record(descriptor, index_offset, -1, scratch, "index");
   if (index.size() < shard::kIndexFixedBytes ||
       std::memcmp(index.data(), shard::kIndexMagic, sizeof(shard::kIndexMagic)) != 0) {
     fail(-1, index_offset, "the index record has the wrong magic (expected \"DRGINDEX\")",
@@ -246,7 +225,8 @@ void ShardFile::load_index(std::vector<std::byte>& scratch) {
   total_samples_ = static_cast<std::int64_t>(total);
 }
 
-void ShardFile::scan_blocks(std::vector<std::byte>& scratch, std::uint64_t first_block_offset) {
+void ShardFile::scan_blocks(int descriptor, std::vector<std::byte>& scratch,
+                            std::uint64_t first_block_offset) {
   blocks_.clear();
   total_samples_ = 0;
   recovered_by_scan_ = true;
@@ -255,7 +235,7 @@ void ShardFile::scan_blocks(std::vector<std::byte>& scratch, std::uint64_t first
   while (offset < file_size_) {
     std::span<const std::byte> payload;
     try {
-      payload = read_record(offset, record_index, scratch, "block");
+      payload = read_record(descriptor, offset, record_index, scratch, "block");
     } catch (const CorruptRecordError&) {
       ++skipped_;  // the damaged or cut tail
       return;
@@ -286,7 +266,9 @@ void ShardFile::read_block(std::int64_t block, BlockDecoder& decoder,
                             std::to_string(num_blocks()) + " in '" + path_ + "'");
   }
   const ShardBlockInfo& info = blocks_[static_cast<std::size_t>(block)];
-  const auto payload = read_record(info.byte_offset, block + 1, scratch, "block");
+  const OpenFile file(path_);
+  const auto payload =
+      read_record(file.descriptor(), info.byte_offset, block + 1, scratch, "block");
   try {
     decoder.decode(payload, header_.schema, header_.codec, out);
   } catch (const ShardPayloadError& error) {

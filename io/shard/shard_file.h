@@ -1,5 +1,6 @@
 // Read access to one drgrad shard: checks magic, version and schema on open, loads the block index,
-// and decodes any block on demand (thread-safe: positioned reads, no shared cursor).
+// and decodes any block on demand (thread-safe: each read opens the file and uses positioned reads,
+// so no descriptor stays open between calls and thousands of shards can be open at once).
 #pragma once
 
 #include <cstdint>
@@ -32,9 +33,6 @@ class ShardFile {
   // CorruptRecordError for a wrong magic, an unsupported version, damaged header or index, or a
   // truncated file; SchemaMismatchError when expected_schema differs.
   explicit ShardFile(const std::string& path, ShardOpenOptions options = {});
-  ~ShardFile();
-  ShardFile(ShardFile&&) noexcept;
-  ShardFile& operator=(ShardFile&&) noexcept;
 
   const std::string& path() const { return path_; }
   const ShardHeader& header() const { return header_; }
@@ -55,16 +53,17 @@ class ShardFile {
  private:
   // Reads the framed record at `offset` into `scratch`; returns its payload. `record_index` is
   // used in messages.
-  std::span<const std::byte> read_record(std::uint64_t offset, std::int64_t record_index,
-                                         std::vector<std::byte>& scratch, const char* what) const;
-  void load_index(std::vector<std::byte>& scratch);
-  void scan_blocks(std::vector<std::byte>& scratch, std::uint64_t first_block_offset);
+  std::span<const std::byte> read_record(int descriptor, std::uint64_t offset,
+                                         std::int64_t record_index, std::vector<std::byte>& scratch,
+                                         const char* what) const;
+  void load_index(int descriptor, std::vector<std::byte>& scratch);
+  void scan_blocks(int descriptor, std::vector<std::byte>& scratch,
+                   std::uint64_t first_block_offset);
   [[noreturn]] void fail(std::int64_t record_index, std::uint64_t offset,
                          const std::string& problem, const char* advice,
                          bool truncated = false) const;
 
   std::string path_;
-  int descriptor_ = -1;
   std::uint64_t file_size_ = 0;
   std::uint64_t header_record_bytes_ = 0;
   ShardHeader header_;

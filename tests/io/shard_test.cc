@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <filesystem>
 #include <numeric>
 
 #include "io/shard/shard_block.h"
@@ -193,4 +194,27 @@ TEST_CASE("shard description lists codec, counts and the whole schema", "[shard]
   CHECK_THAT(text, Catch::Contains("dense: dense_1"));
   CHECK_THAT(text, Catch::Contains("sparse: slot_0 (vocabulary 1000)"));
   CHECK_THAT(text, Catch::Contains("label: label_0"));
+}
+
+TEST_CASE("shard files keep no descriptor open between reads", "[shard]") {
+  TemporaryFolder folder;
+  const Schema schema = make_schema(1, 1, 1);
+  write_shard(folder.file("one.drgrad"), schema, make_batch(schema, 10, 1));
+  auto open_descriptors = [] {
+    std::size_t count = 0;
+    for ([[maybe_unused]] const auto& entry :
+         std::filesystem::directory_iterator("/proc/self/fd")) {
+      ++count;
+    }
+    return count;
+  };
+  const std::size_t before = open_descriptors();
+  std::vector<ShardFile> files;
+  for (int i = 0; i < 50; ++i) files.emplace_back(folder.file("one.drgrad"));
+  BlockDecoder decoder;
+  std::vector<std::byte> scratch;
+  Batch batch;
+  for (const auto& file : files) file.read_block(0, decoder, scratch, batch);
+  CHECK(open_descriptors() == before);
+  CHECK(batch.size == 10);
 }
