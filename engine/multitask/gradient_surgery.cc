@@ -1,0 +1,116 @@
+// GradientSurgery: one Gram pass over every parameter's per-task gradients, the weights on the
+// host, one combination pass per parameter.
+#include "engine/multitask/gradient_surgery.h"
+
+#include <stdexcept>
+
+namespace drgrad::engine {
+
+SurgeryMethod parse_surgery_method(const std::string& name) {
+  if (name == "pcgrad") return SurgeryMethod::kPcgrad;
+  if (name == "cagrad") return SurgeryMethod::kCagrad;
+  throw std::invalid_argument("unknown gradient surgery method '" + name +
+                              "': use pcgrad or cagrad");
+}
+
+const char* surgery_method_name(SurgeryMethod method) {
+  return method == SurgeryMethod::kPcgrad ? "pcgrad" : "cagrad";
+}
+
+GradientSurgery::GradientSurgery(kernels::Context ctx, GradientSurgeryOptions options)
+    : ctx_(ctx), options_(options) {}
+
+namespace {
+// Elements per task of a parameter's per-task gradient.
+std::int64_t per_task_elements(const Parameter& parameter) {
+  return parameter.task_gradients.numel() / parameter.task_gradients.dim(0);
+}
+
+template <typename T>
+void accumulate_gram(const kernels::Context& ctx, const Parameter& parameter, std::int64_t tasks,
+                     double* gram) {
+  kernels::accumulate_task_gram<T>(ctx, parameter.task_gradients.data<T>(), tasks,
+                                   per_task_elements(parameter), gram);
+}
+
+template <typename T>
+void write_combined(const kernels::Context& ctx, Parameter& parameter, std::int64_t tasks,
+                    const std::vector<double>& weights) {
+  const Shape shape = parameter.row_sparse
+                          ? Shape{parameter.task_gradients.dim(1), parameter.task_gradients.dim(2)}
+                          : parameter.value.shape();
+  if (!parameter.gradient.defined() || parameter.gradient.shape() != shape) {
+    parameter.gradient = Tensor(shape, parameter.value.dtype(), parameter.value.device());
+  }
+  kernels::combine_task_gradients<T>(ctx, parameter.task_gradients.data<T>(), tasks,
+                                     per_task_elements(parameter), weights.data(),
+                                     parameter.gradient.data<T>());
+}
+}  // namespace
+
+const std::vector<double>& GradientSurgery::apply(const std::vector<Parameter*>& parameters) {
+  std::int64_t tasks = 0;
+  for (const Parameter* parameter : parameters) {
+    const Tensor& per_task = parameter->task_gradients;
+    const int expected_rank = parameter->row_sparse ? 3 : 2;
+    if (!per_task.defined() || per_task.rank() != expected_rank) {
+      throw std::logic_error("gradient surgery: parameter '" + parameter->name +
+                             "' has no per-task gradients; call zero_task_gradients and the "
+                             "stacked backward (backward_stacked) before applying " +
+                             surgery_method_name(options_.method));
+    }
+    if (tasks == 0) tasks = per_task.dim(0);
+    if (per_task.dim(0) != tasks) {
+      throw std::logic_error("gradient surgery: parameter '" + parameter->name + "' has " +
+                             std::to_string(per_task.dim(0)) + " per-task gradients, others " +
+                             std::to_string(tasks));
+    }
+    if (parameter->row_sparse &&
+        static_cast<std::int64_t>(parameter->touched_rows.size()) != per_task.dim(1)) {
+      throw std::logic_error("gradient surgery: table '" + parameter->name + "' has " +
+                             std::to_string(parameter->touched_rows.size()) +
+                             " touched rows but per-task gradients for " +
+                             std::to_string(per_task.dim(1)));
+    }
+  }
+  if (tasks == 0) {
+    gram_.clear();
+    weights_.clear();
+    return weights_;
+  }
+  gram_.assign(static_cast<std::size_t>(tasks * tasks), 0.0);
+  for (const Parameter* parameter : parameters) {
+    if (parameter->value.dtype() == DType::kFloat32) {
+      accumulate_gram<float>(ctx_, *parameter, tasks, gram_.data());
+    } else {
+      accumulate_gram<double>(ctx_, *parameter, tasks, gram_.data());
+    }
+  }
+  if (options_.method == SurgeryMethod::kPcgrad) {
+    kernels::PcgradOptions step_options = options_.pcgrad;
+    step_options.seed += static_cast<std::uint64_t>(steps_);
+    weights_ = kernels::pcgrad_weights(gram_, tasks, step_options);
+  } else {
+    weights_ = kernels::cagrad_solve(gram_, tasks, options_.cagrad).weights;
+  }
+  for (Parameter* parameter : parameters) {
+    if (parameter->value.dtype() == DType::kFloat32) {
+      write_combined<float>(ctx_, *parameter, tasks, weights_);
+    } else {
+      write_combined<double>(ctx_, *parameter, tasks, weights_);
+    }
+  }
+  ++steps_;
+  return weights_;
+}
+
+const std::vector<double>& GradientSurgery::apply(ParameterStore& store,
+                                                  const std::vector<std::string>& groups) {
+  std::vector<Parameter*> parameters;
+  for (const auto& group : groups) {
+    for (Parameter* parameter : store.group(group)) parameters.push_back(parameter);
+  }
+  return apply(parameters);
+}
+
+}  // namespace drgrad::engine
