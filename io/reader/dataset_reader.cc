@@ -265,7 +265,8 @@ void DatasetReader::Impl::build_units() {
     scan_options.skip_corrupt = options.skip_corrupt;
     TfRecordReader scanner(options.files[i], scan_options);
     compressions[i] = scanner.compression();
-    const bool splittable = scanner.compression() == Compression::none;
+    const bool splittable =
+        scanner.compression() == Compression::none && !options.tfrecord_split_by_file;
     const std::int64_t per_unit =
         splittable ? options.tfrecord_records_per_unit : std::numeric_limits<std::int64_t>::max();
     WorkUnit current{UnitKind::tfrecord_range, i};
@@ -309,6 +310,7 @@ void DatasetReader::Impl::build_units() {
   mix(static_cast<std::uint64_t>(options.shuffle_window_units));
   mix(static_cast<std::uint64_t>(options.rank));
   mix(static_cast<std::uint64_t>(options.num_ranks));
+  mix(options.tfrecord_split_by_file ? 1 : 0);
   mix(schema.fingerprint());
   plan_fingerprint = fingerprint;
 }

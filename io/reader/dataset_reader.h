@@ -37,6 +37,9 @@ struct DatasetReaderOptions {
   std::optional<ExampleMapping> example_mapping;
   Compression tfrecord_compression = Compression::detect;
   std::int64_t tfrecord_records_per_unit = 1024;
+  // Split TFRecord files among ranks by whole file instead of by runs of records (compressed
+  // files are always split by file).
+  bool tfrecord_split_by_file = false;
 
   std::int64_t batch_size = 256;
   bool drop_remainder = false;  // drop the last, smaller batch of each epoch

@@ -405,3 +405,25 @@ TEST_CASE("reader skips a damaged TFRecord record with skip_corrupt and counts i
   CHECK(std::find(ids.begin(), ids.end(), 50) == ids.end());
   CHECK(lenient.corrupt_records_skipped() == 1);
 }
+
+TEST_CASE("reader splits TFRecord files among ranks by whole file on request", "[reader]") {
+  TemporaryFolder folder;
+  std::vector<std::string> files;
+  for (int f = 0; f < 3; ++f) {
+    files.push_back(folder.file(numbered("part-", f) + ".tfrecord"));
+    write_id_examples(files.back(), Compression::none);
+  }
+  for (int rank = 0; rank < 2; ++rank) {
+    DatasetReaderOptions options;
+    options.files = files;
+    options.example_mapping = id_mapping();
+    options.tfrecord_split_by_file = true;
+    options.rank = rank;
+    options.num_ranks = 2;
+    DatasetReader reader(options);
+    CHECK(reader.units_per_epoch() == (rank == 0 ? 2 : 1));
+    CHECK(reader.samples_per_epoch() == (rank == 0 ? 600 : 300));
+    CHECK(static_cast<std::int64_t>(sample_ids(read_batches(reader), 1).size()) ==
+          reader.samples_per_epoch());
+  }
+}
