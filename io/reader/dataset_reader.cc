@@ -171,6 +171,9 @@ struct DatasetReader::Impl {
   bool stopping = false;
   std::int64_t skipped_in_decode = 0;
   std::vector<std::thread> workers;
+  // After a failed window the workers stay stopped until the next attempt, so that a retry decodes
+  // afresh (the caller may have repaired the file) instead of reusing stale prefetched results.
+  std::optional<std::int64_t> restart_at;
   // Epoch plans, cached (workers and consumer ask for the same few epochs).
   std::map<std::int64_t, std::vector<std::size_t>> plans;
 
@@ -510,6 +513,10 @@ void DatasetReader::Impl::load_window(std::int64_t epoch_number, std::int64_t wi
   const std::int64_t per_epoch = units_per_epoch();
   const std::int64_t first = window_number * options.shuffle_window_units;
   const std::int64_t last = std::min(per_epoch, first + options.shuffle_window_units);
+  if (restart_at) {
+    start_workers(*restart_at);
+    restart_at.reset();
+  }
   std::vector<Batch> loaded;
   try {
     for (std::int64_t k = first; k < last; ++k) {
@@ -519,7 +526,7 @@ void DatasetReader::Impl::load_window(std::int64_t epoch_number, std::int64_t wi
   } catch (...) {
     // Rewind the pipeline to this window so that calling next() again retries it.
     stop_workers();
-    start_workers(epoch_number * per_epoch + first);
+    restart_at = epoch_number * per_epoch + first;
     throw;
   }
   window_units = std::move(loaded);
@@ -579,6 +586,24 @@ DatasetReader::~DatasetReader() {
 }
 
 bool DatasetReader::next(Batch& batch) {
+  Impl& impl = *impl_;
+  // A failure while loading the next window must not lose the rows this batch already took from
+  // the current one: put the cursor back, so a retry returns exactly the batch it would have.
+  const std::int64_t epoch = impl.epoch, window = impl.window, cursor = impl.cursor;
+  const bool window_loaded = impl.window_loaded, finished = impl.finished;
+  try {
+    return next_unguarded(batch);
+  } catch (...) {
+    impl.epoch = epoch;
+    impl.window = window;
+    impl.cursor = cursor;
+    impl.window_loaded = window_loaded;
+    impl.finished = finished;
+    throw;
+  }
+}
+
+bool DatasetReader::next_unguarded(Batch& batch) {
   Impl& impl = *impl_;
   // Empty the caller's batch but keep its buffers: no allocation per batch in steady state.
   auto reset = [&] {
@@ -679,6 +704,7 @@ void DatasetReader::restore(const ReaderPosition& position) {
 void DatasetReader::restore_normalized(const ReaderPosition& position) {
   Impl& impl = *impl_;
   impl.stop_workers();
+  impl.restart_at.reset();
   impl.finished = false;
   impl.window_loaded = false;
   impl.epoch = position.epoch;

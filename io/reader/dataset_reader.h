@@ -87,7 +87,9 @@ class DatasetReader {
   // Fills `batch` with the next batch_size samples (fewer at the end of an epoch unless
   // drop_remainder; a batch never spans two epochs). Returns false when all epochs are done.
   // Rethrows a decode error (CorruptRecordError, SchemaMismatchError) at the point of the stream
-  // where it occurred; calling again retries the same unit.
+  // where it occurred. Calling next() again decodes the failed window afresh (the file may have
+  // been repaired meanwhile) and, once that succeeds, returns exactly what an uninterrupted reader
+  // would have.
   bool next(Batch& batch);
 
   ReaderPosition position() const;
@@ -104,6 +106,7 @@ class DatasetReader {
   std::int64_t corrupt_records_skipped() const;
 
  private:
+  bool next_unguarded(Batch& batch);
   void restore_normalized(const ReaderPosition& position);
   struct Impl;
   std::unique_ptr<Impl> impl_;

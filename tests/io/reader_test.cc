@@ -427,3 +427,34 @@ TEST_CASE("reader splits TFRecord files among ranks by whole file on request", "
           reader.samples_per_epoch());
   }
 }
+
+TEST_CASE("reader retry after a read error continues exactly as if nothing failed", "[reader]") {
+  ShardSet set;
+  auto options = options_for(set);
+  options.batch_size = 45;  // batches straddle windows
+  DatasetReader uninterrupted(options);
+  const auto reference = read_batches(uninterrupted);
+
+  // Damage every block of the middle shard, read into the error, repair, and go on.
+  const std::string original = read_whole_file(set.files[1]);
+  const ShardFile middle(set.files[1]);
+  std::string damaged = original;
+  for (const auto& block : middle.blocks()) damaged[block.byte_offset + 30] ^= 0x40;
+  write_whole_file(set.files[1], damaged);
+  DatasetReader reader(options);
+  std::vector<Batch> batches;
+  Batch batch;
+  int errors = 0;
+  while (true) {
+    try {
+      if (!reader.next(batch)) break;
+      batches.push_back(batch);
+    } catch (const CorruptRecordError&) {
+      ++errors;
+      REQUIRE(errors == 1);
+      write_whole_file(set.files[1], original);  // the retry now succeeds
+    }
+  }
+  CHECK(errors == 1);
+  CHECK(same_batches(batches, reference));
+}
