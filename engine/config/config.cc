@@ -351,6 +351,29 @@ void validate_with_origins(const Config& config, const Origins* origins) {
          "data.source = \"files\" needs data.train_files: list the training files, e.g. "
          "train_files = [\"data/train.tfrecord\"]");
   }
+  {
+    const std::string& name = config.strategy.name;
+    for (const char* later : {"snr", "ac_mmoe", "nash_mtl", "adatask", "igbv2"}) {
+      if (name == later) {
+        fail("strategy.name", "strategy \"" + name +
+                                  "\" is not yet supported (docs/multitask.md lists what is); "
+                                  "use none, drgrad, pcgrad or cagrad");
+      }
+    }
+    if (name != "none" && name != "drgrad" && name != "pcgrad" && name != "cagrad") {
+      fail("strategy.name",
+           "unknown strategy \"" + name + "\"; use none, drgrad, pcgrad or cagrad");
+    }
+    if (name == "drgrad" && !config.model.split_towers) {
+      fail("strategy.name",
+           "strategy \"drgrad\" routes between split towers: set model.split_towers = true");
+    }
+    if (!config.model.personal_slots.empty() && !config.model.split_towers) {
+      fail("model.personal_slots",
+           "the personalized gate acts on the shared representation of split towers: set "
+           "model.split_towers = true");
+    }
+  }
   if (config.training.steps == 0 && config.training.epochs == 0) {
     fail("training.epochs",
          "training.epochs = 0 with training.steps = 0 trains nothing; set epochs >= 1 or "

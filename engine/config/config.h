@@ -12,6 +12,7 @@
 
 #include "engine/layers/embedding.h"
 #include "engine/models/model_spec.h"
+#include "engine/multitask/drgrad_router.h"
 #include "engine/optim/optimizer.h"  // OptimizerKind
 #include "kernels/activation/activation.h"
 #include "kernels/core/device.h"
@@ -30,6 +31,7 @@ class ConfigError : public std::runtime_error {
 enum class DataSource { kGenerated, kFiles };
 enum class GeneratorKind { kMmoe, kDrgradSynthetic };
 enum class Initializer { kXavierUniform };
+enum class AuxTowerInput { kShared, kOwn };
 
 struct DataConfig {
   DataSource source = DataSource::kGenerated;
@@ -87,6 +89,23 @@ struct ModelConfig {
   std::int64_t shared_experts = 1;
   std::vector<std::int64_t> tower_units{32};
   Initializer init = Initializer::kXavierUniform;
+  // Split towers (DRGrad, Split-MMoE) and the personalized gate.
+  bool split_towers = false;
+  std::string primary_task;  // empty: the first task
+  AuxTowerInput aux_tower_input = AuxTowerInput::kShared;
+  std::vector<std::string> personal_slots;
+  bool personal_gate_stop_gradient = true;
+};
+
+// How gradients of several tasks are combined. name: "none", "drgrad", "pcgrad", "cagrad".
+struct StrategyConfig {
+  std::string name = "none";
+  RouterForm router_form = RouterForm::kPaper;
+  RoutedParameters routed_parameters = RoutedParameters::kAll;
+  double gamma = 1.0;
+  double rho = 1.0;
+  std::int64_t telemetry_every = 1;
+  double cagrad_c = 0.4;
 };
 
 struct OptimizerConfig {
@@ -124,6 +143,7 @@ struct Config {
   FeaturesConfig features;
   std::vector<TaskConfig> tasks;  // [[tasks]]; empty: one task per data label (resolve_tasks)
   ModelConfig model;
+  StrategyConfig strategy;
   OptimizerConfig optimizer;
   TrainingConfig training;
   OutputConfig output;

@@ -55,6 +55,23 @@ struct EnumNames<OptimizerKind> {
       {OptimizerKind::kAdagrad, "adagrad"}};
 };
 template <>
+struct EnumNames<AuxTowerInput> {
+  static constexpr std::pair<AuxTowerInput, const char*> entries[] = {
+      {AuxTowerInput::kShared, "shared"}, {AuxTowerInput::kOwn, "own"}};
+};
+template <>
+struct EnumNames<RouterForm> {
+  static constexpr std::pair<RouterForm, const char*> entries[] = {
+      {RouterForm::kPaper, "paper"},
+      {RouterForm::kPaired, "paired"},
+      {RouterForm::kSymmetricHeads, "symmetric_heads"}};
+};
+template <>
+struct EnumNames<RoutedParameters> {
+  static constexpr std::pair<RoutedParameters, const char*> entries[] = {
+      {RoutedParameters::kAll, "all"}, {RoutedParameters::kFirstLayer, "first_layer"}};
+};
+template <>
 struct EnumNames<Initializer> {
   static constexpr std::pair<Initializer, const char*> entries[] = {
       {Initializer::kXavierUniform, "xavier_uniform"}};
@@ -152,6 +169,33 @@ ConfigLayout build_layout() {
                           "hidden widths of each task tower; a 1-unit output layer follows",
                           each_at_least(1)),
       DRGRAD_CONFIG_FIELD(Config, model.init, "initialisation of dense weights"),
+      DRGRAD_CONFIG_FIELD(Config, model.split_towers,
+                          "split the primary task into T' (own view) and T'' (shared v_s)"),
+      DRGRAD_CONFIG_FIELD(Config, model.primary_task,
+                          "split towers: the primary task's name (empty: the first task)"),
+      DRGRAD_CONFIG_FIELD(Config, model.aux_tower_input,
+                          "split towers: auxiliary towers read v_s or their own gate output"),
+      DRGRAD_CONFIG_FIELD(Config, model.personal_slots,
+                          "split towers: sparse slots feeding the personalized gate on v_s"),
+      DRGRAD_CONFIG_FIELD(Config, model.personal_gate_stop_gradient,
+                          "personalized gate: no gradient into the embeddings it reads"),
+      // [strategy]
+      DRGRAD_CONFIG_FIELD(Config, strategy.name,
+                          "how task gradients combine: none, drgrad, pcgrad or cagrad",
+                          not_empty()),
+      DRGRAD_CONFIG_FIELD(Config, strategy.router_form,
+                          "drgrad: reading of Eq. 2 (paper, paired, symmetric_heads)"),
+      DRGRAD_CONFIG_FIELD(Config, strategy.routed_parameters,
+                          "drgrad: route all tower parameters or the first layer only"),
+      DRGRAD_CONFIG_FIELD(Config, strategy.gamma, "drgrad: lambda = clip(ratio, 0, 1) ^ gamma",
+                          greater_than(0.0)),
+      DRGRAD_CONFIG_FIELD(Config, strategy.rho,
+                          "drgrad: updater decay, sigma <- rho sigma + |g| (1: the paper)",
+                          in_closed_range(0.0, 1.0)),
+      DRGRAD_CONFIG_FIELD(Config, strategy.telemetry_every,
+                          "drgrad: telemetry line every N steps (0: none)", at_least(0)),
+      DRGRAD_CONFIG_FIELD(Config, strategy.cagrad_c, "cagrad: conflict-averse radius c",
+                          at_least_float(0.0)),
       // [optimizer]
       DRGRAD_CONFIG_FIELD(Config, optimizer.name, "update rule for every parameter"),
       DRGRAD_CONFIG_FIELD(Config, optimizer.learning_rate, "step size", greater_than(0.0)),
@@ -218,7 +262,9 @@ ConfigLayout build_layout() {
   add_section("features");
   layout.order.push_back({true, 0});
   layout.order.push_back({true, 1});
-  for (const char* section : {"model", "optimizer", "training", "output"}) add_section(section);
+  for (const char* section : {"model", "strategy", "optimizer", "training", "output"}) {
+    add_section(section);
+  }
   return layout;
 }
 

@@ -1,8 +1,11 @@
 // prepare_run: config sections mapped onto model, optimizer, trainer and data settings.
 #include "engine/train/run_setup.h"
 
+#include <filesystem>
 #include "engine/config/example_mapping_file.h"
+
 #include "engine/config/generated_data_source.h"
+#include "engine/multitask/drgrad_strategy.h"
 #include "engine/train/file_batch_stream.h"
 
 namespace drgrad::engine {
@@ -29,6 +32,30 @@ io::DatasetReaderOptions reader_options(const Config& config) {
   return options;
 }
 }  // namespace
+
+std::unique_ptr<MultiTaskStrategy> make_strategy(const Config& config,
+                                                 const MultiTaskModel<float>& model,
+                                                 const std::string& run_dir) {
+  const StrategyConfig& s = config.strategy;
+  if (s.name == "none") return nullptr;
+  if (s.name == "drgrad") {
+    DrgradSettings settings;
+    settings.router = {s.router_form, s.routed_parameters, s.gamma};
+    settings.rho = s.rho;
+    settings.telemetry_every = s.telemetry_every;
+    if (!run_dir.empty()) {
+      settings.telemetry_path =
+          (std::filesystem::path(run_dir) / "drgrad_telemetry.jsonl").string();
+    }
+    try {
+      return std::make_unique<DrgradStrategy>(settings, model);
+    } catch (const std::invalid_argument& error) {
+      throw ConfigError(std::string("strategy.name = \"drgrad\": ") + error.what());
+    }
+  }
+  // TODO(#4): wire PCGrad and CAGrad (per-task gradients of the shared parameters).
+  throw ConfigError("strategy \"" + s.name + "\" is not wired into training yet in this build");
+}
 
 RunSetup prepare_run(const Config& config) {
   RunSetup setup;
@@ -85,6 +112,25 @@ RunSetup prepare_run(const Config& config) {
   model.task_experts = m.task_experts;
   model.shared_experts = m.shared_experts;
   model.tower_units = m.tower_units;
+  if (m.split_towers) {
+    model.split.enabled = true;
+    model.split.primary_task = 0;
+    if (!m.primary_task.empty()) {
+      model.split.primary_task = -1;
+      for (std::size_t k = 0; k < model.tasks.size(); ++k) {
+        if (model.tasks[k].name == m.primary_task) model.split.primary_task = static_cast<int>(k);
+      }
+      if (model.split.primary_task < 0) {
+        std::string names;
+        for (const auto& task : model.tasks) names += (names.empty() ? "" : ", ") + task.name;
+        throw ConfigError("model.primary_task = \"" + m.primary_task +
+                          "\" names no task; the tasks are: " + names);
+      }
+    }
+    model.split.aux_read_shared = m.aux_tower_input == AuxTowerInput::kShared;
+    model.split.personal_slots = m.personal_slots;
+    model.split.stop_personal_gradient = m.personal_gate_stop_gradient;
+  }
   try {
     model.validate();
   } catch (const std::invalid_argument& error) {

@@ -18,6 +18,12 @@ struct RunSetup {
   std::unique_ptr<BatchStream> eval_data;
 };
 
+// The configured multi-task strategy for `model` (nullptr for "none"); DRGrad's telemetry goes
+// to <run_dir>/drgrad_telemetry.jsonl when run_dir is set.
+std::unique_ptr<MultiTaskStrategy> make_strategy(const Config& config,
+                                                 const MultiTaskModel<float>& model,
+                                                 const std::string& run_dir);
+
 // Generates or opens the data, resolves tasks and slots against its schema and fills the specs.
 // Throws ConfigError (bad combinations) or the data layer's errors (missing or corrupt files).
 RunSetup prepare_run(const Config& config);

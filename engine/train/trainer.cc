@@ -77,6 +77,7 @@ std::vector<double> Trainer::train_step(const io::Batch& batch) {
     }
   }
   model_.backward(d_logits);
+  if (strategy_) strategy_->after_backward(model_, step_ + 1);
   optimizer_.step(model_.parameters());
   ++step_;
   return result.task_losses;
@@ -255,6 +256,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   for (const auto& [name, tensor] : optimizer_.state()) {
     state.tensors.emplace("optim/" + name, tensor.to(Device::cpu()));
   }
+  if (strategy_) strategy_->save_state(state.tensors);
   write_checkpoint(path, state);
 }
 
@@ -278,6 +280,7 @@ void Trainer::restore_checkpoint(const std::string& path) {
   }
   for (auto& [name, tensor] : optimizer_.state()) restore("optim/" + name, tensor);
   optimizer_.set_steps_taken(state.optimizer_steps);
+  if (strategy_) strategy_->load_state(state.tensors, model_);
   step_ = state.step;
   epoch_ = state.epoch;
   train_data_->restore_position(state.data_position);

@@ -12,6 +12,7 @@
 
 #include "engine/losses/multitask_loss.h"
 #include "engine/models/multitask_model.h"
+#include "engine/multitask/strategy.h"
 #include "engine/optim/optimizer.h"
 #include "engine/train/batch_stream.h"
 
@@ -67,6 +68,12 @@ class Trainer {
   Evaluation fit();
   Evaluation evaluate();
 
+  // A multi-task strategy applied between backward and the optimizer step (none: plain sum of
+  // the task losses' gradients).
+  void set_strategy(std::unique_ptr<MultiTaskStrategy> strategy) {
+    strategy_ = std::move(strategy);
+  }
+
   // One optimisation step on `batch`; returns the per-task mean losses.
   std::vector<double> train_step(const io::Batch& batch);
 
@@ -92,6 +99,7 @@ class Trainer {
   MultiTaskLoss<float> loss_;
   std::unique_ptr<BatchStream> train_data_;
   std::unique_ptr<BatchStream> eval_data_;
+  std::unique_ptr<MultiTaskStrategy> strategy_;
   std::int64_t step_ = 0;
   std::int64_t epoch_ = 0;
   std::int64_t total_steps_ = 0;

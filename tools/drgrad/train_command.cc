@@ -47,6 +47,7 @@ int run_train(const TrainArguments& arguments) {
                             to_toml(config));
   Trainer trainer(setup.model, setup.optimizer, setup.training, std::move(setup.train_data),
                   std::move(setup.eval_data));
+  trainer.set_strategy(make_strategy(config, trainer.model(), config.output.run_dir));
   print_model_summary(setup, trainer.model().parameters().total_elements());
   if (!arguments.resume.empty()) {
     const std::string path = resolve_resume(arguments.resume, config.output.run_dir);
@@ -72,6 +73,7 @@ int run_eval(const std::string& config_path, const std::vector<std::string>& ove
   setup.training.show_progress = false;
   Trainer trainer(setup.model, setup.optimizer, setup.training, std::move(setup.train_data),
                   std::move(setup.eval_data));
+  trainer.set_strategy(make_strategy(config, trainer.model(), ""));
   trainer.restore_checkpoint(checkpoint);
   const Evaluation evaluation = trainer.evaluate();
   std::cout << "checkpoint " << checkpoint << " (step " << trainer.step() << ")\n"
@@ -81,15 +83,20 @@ int run_eval(const std::string& config_path, const std::vector<std::string>& ove
 
 int run_demo(bool quick) {
   // Generated data (MMoE generator, task correlation 0.5, with sparse slots so the embedding
-  // path runs too); two models on the same data and seed.
+  // path runs too); three models on the same data and seed: Shared-Bottom, MMoE, and DRGrad
+  // (MMoE backbone, split primary towers, router and updater).
   const auto stamp = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::ostringstream run_root;
   run_root << "runs/demo-" << std::put_time(std::gmtime(&stamp), "%Y%m%d-%H%M%S");
-  const std::vector<std::pair<std::string, std::string>> models = {
-      {"shared_bottom", "Shared-Bottom"}, {"mmoe", "MMoE"}};
+  struct DemoModel {
+    std::string backbone, title, strategy;
+  };
+  const std::vector<DemoModel> models = {{"shared_bottom", "Shared-Bottom", "none"},
+                                         {"mmoe", "MMoE", "none"},
+                                         {"mmoe", "DRGrad", "drgrad"}};
   std::vector<std::pair<std::string, Evaluation>> results;
   std::vector<double> rates;
-  for (const auto& [backbone, title] : models) {
+  for (const auto& [backbone, title, strategy] : models) {
     Config config;
     config.data.correlation = 0.5;
     config.data.sparse_slots = 4;
@@ -99,7 +106,9 @@ int run_demo(bool quick) {
     config.training.batch_size = 256;
     config.training.log_every = 100;
     config.model.backbone = parse_backbone(backbone);
-    config.output.run_dir = run_root.str() + "/" + backbone;
+    config.strategy.name = strategy;
+    config.model.split_towers = strategy == "drgrad";
+    config.output.run_dir = run_root.str() + "/" + (strategy == "none" ? backbone : strategy);
     validate_config(config);
     RunSetup setup = prepare_run(config);
     setup.training.label = title;
@@ -108,6 +117,7 @@ int run_demo(bool quick) {
                               to_toml(config));
     Trainer trainer(setup.model, setup.optimizer, setup.training, std::move(setup.train_data),
                     std::move(setup.eval_data));
+    trainer.set_strategy(make_strategy(config, trainer.model(), config.output.run_dir));
     std::cout << title << ": ";
     print_model_summary(setup, trainer.model().parameters().total_elements());
     std::cout.flush();

@@ -1,0 +1,28 @@
+// Multi-task strategies act between the backward pass and the optimizer step: they may rewrite
+// gradients (DRGrad's router, gradient surgery) and adjust the model (DRGrad's mixing weights).
+// The trainer calls them once per step and keeps their state in checkpoints.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "engine/models/multitask_model.h"
+
+namespace drgrad::engine {
+
+class MultiTaskStrategy {
+ public:
+  virtual ~MultiTaskStrategy() = default;
+  virtual const char* name() const = 0;
+  // After model.backward() of step `step` (1-based), before the optimizer's update.
+  virtual void after_backward(MultiTaskModel<float>& model, std::int64_t step) = 0;
+  // State that must survive a checkpoint ("strategy/..." tensors), and its restoration (which
+  // may also set model state such as the mixing weights).
+  virtual void save_state(std::map<std::string, Tensor>& tensors) const {}
+  virtual void load_state(const std::map<std::string, Tensor>& tensors,
+                          MultiTaskModel<float>& model) {}
+};
+
+}  // namespace drgrad::engine
