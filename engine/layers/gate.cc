@@ -91,6 +91,28 @@ Tensor SoftmaxGate<T>::backward_stacked(const Tensor& d_out_stacked, Tensor& d_e
   return logits_.backward_stacked(d_logits, need_input_gradient);
 }
 
+template <typename T>
+Tensor SoftmaxGate<T>::backward_task(std::int64_t task, std::int64_t tasks, const Tensor& d_out,
+                                     Tensor& d_experts, bool need_input_gradient) {
+  const std::int64_t batch = probabilities_.dim(0);
+  const std::int64_t dim = experts_.dim(2);
+  if (d_out.shape() != Shape{batch, dim} || d_experts.shape() != experts_.shape()) {
+    throw std::invalid_argument(
+        "gate backward_task expects d_out " + shape_to_string({batch, dim}) + " and d_experts " +
+        shape_to_string(experts_.shape()) + ", got " + shape_to_string(d_out.shape()) + " and " +
+        shape_to_string(d_experts.shape()));
+  }
+  const std::int64_t count = selection_.count;
+  Tensor d_probabilities(Shape{batch, count}, dtype_of<T>(), d_out.device());
+  kernels::gated_combination_backward<T>(ctx_, experts_.data<T>(), probabilities_.data<T>(),
+                                         d_out.data<T>(), selection_, batch, dim,
+                                         d_experts.data<T>(), d_probabilities.data<T>());
+  Tensor d_logits(Shape{batch, count}, dtype_of<T>(), d_out.device());
+  kernels::softmax_rows_backward<T>(ctx_, probabilities_.data<T>(), d_probabilities.data<T>(),
+                                    d_logits.data<T>(), batch, count);
+  return logits_.backward_task(task, tasks, d_logits, need_input_gradient);
+}
+
 template class SoftmaxGate<float>;
 template class SoftmaxGate<double>;
 

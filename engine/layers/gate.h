@@ -29,6 +29,14 @@ class SoftmaxGate {
   // per-task parameter gradients go to Parameter::task_gradients (see Linear::backward_stacked).
   Tensor backward_stacked(const Tensor& d_out_stacked, Tensor& d_experts_stacked,
                           bool need_input_gradient = true);
+  // Backward for an upstream that only task `task` of `tasks` has (a task's own gate in MMoE or at
+  // the top PLE level): the ordinary backward (d_out [batch, dim], accumulating into d_experts
+  // [all experts, batch, dim], which should be that task's slice of the stacked expert gradient,
+  // d_experts_stacked.narrow_first(task, 1).reshaped(...)), except that the logits layer's
+  // parameter gradients accumulate into row `task` of Parameter::task_gradients. Returns
+  // dx [batch, in], task `task`'s gradient of the gate input.
+  Tensor backward_task(std::int64_t task, std::int64_t tasks, const Tensor& d_out,
+                       Tensor& d_experts, bool need_input_gradient = true);
 
   const Tensor& probabilities() const { return probabilities_; }
 

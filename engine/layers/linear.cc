@@ -74,16 +74,30 @@ Tensor Linear<T>::backward(const Tensor& dy, bool need_input_gradient) {
 }
 
 template <typename T>
-Tensor Linear<T>::backward_stacked(const Tensor& dy_stacked, bool need_input_gradient) {
+void Linear<T>::check_stacked_upstream(const Tensor& dy_stacked) const {
   const std::int64_t batch = input_.dim(0);
   if (dy_stacked.rank() != 3 || dy_stacked.dim(1) != batch || dy_stacked.dim(2) != out_features_) {
     throw std::invalid_argument("linear stacked backward expects [tasks, " + std::to_string(batch) +
                                 ", " + std::to_string(out_features_) + "], got " +
                                 shape_to_string(dy_stacked.shape()));
   }
+}
+
+template <typename T>
+Tensor Linear<T>::backward_stacked(const Tensor& dy_stacked, bool need_input_gradient) {
+  check_stacked_upstream(dy_stacked);
   const std::int64_t tasks = dy_stacked.dim(0);
-  Tensor& weight_gradients = dense_task_gradients(*weight_, tasks);
-  Tensor& bias_gradients = dense_task_gradients(*bias_, tasks);
+  T* weight_gradients = dense_task_gradients(*weight_, tasks).data<T>();
+  T* bias_gradients = dense_task_gradients(*bias_, tasks).data<T>();
+  return stacked_backward_into(dy_stacked, weight_gradients, bias_gradients, need_input_gradient);
+}
+
+template <typename T>
+Tensor Linear<T>::stacked_backward_into(const Tensor& dy_stacked, T* weight_gradients,
+                                        T* bias_gradients, bool need_input_gradient) {
+  check_stacked_upstream(dy_stacked);
+  const std::int64_t batch = input_.dim(0);
+  const std::int64_t tasks = dy_stacked.dim(0);
   const std::int64_t block = batch * out_features_;
   Tensor d_pre = dy_stacked;
   if (activation_ != kernels::Activation::kIdentity) {
@@ -100,10 +114,10 @@ Tensor Linear<T>::backward_stacked(const Tensor& dy_stacked, bool need_input_gra
                                         batch, in_features_, out_features_, out_features_};
   const kernels::GemmBatch weight_batch{tasks, 0, block, in_features_ * out_features_};
   kernels::gemm_strided_batched<T>(ctx_, weight_shape, weight_batch, T(1), input_.data<T>(),
-                                   d_pre.data<T>(), T(1), weight_gradients.data<T>());
+                                   d_pre.data<T>(), T(1), weight_gradients);
   for (std::int64_t k = 0; k < tasks; ++k) {
     kernels::column_sums<T>(ctx_, d_pre.data<T>() + k * block, out_features_, batch, out_features_,
-                            T(1), bias_gradients.data<T>() + k * out_features_);
+                            T(1), bias_gradients + k * out_features_);
   }
   if (!need_input_gradient) return Tensor();
   // dx for all tasks: the K upstreams are K * batch rows of one product with W^T.
@@ -113,6 +127,27 @@ Tensor Linear<T>::backward_stacked(const Tensor& dy_stacked, bool need_input_gra
   kernels::gemm<T>(ctx_, input_shape, T(1), d_pre.data<T>(), weight_->value.data<T>(), T(0),
                    dx.data<T>());
   return dx;
+}
+
+template <typename T>
+Tensor Linear<T>::backward_task(std::int64_t task, std::int64_t tasks, const Tensor& dy,
+                                bool need_input_gradient) {
+  if (task < 0 || task >= tasks) {
+    throw std::invalid_argument("linear backward_task: task " + std::to_string(task) +
+                                " outside [0, " + std::to_string(tasks) + ")");
+  }
+  if (dy.rank() != 2) {
+    throw std::invalid_argument("linear backward_task expects [batch, " +
+                                std::to_string(out_features_) + "], got " +
+                                shape_to_string(dy.shape()));
+  }
+  check_stacked_upstream(dy.reshaped({1, dy.dim(0), dy.dim(1)}));
+  // The stacked backward with one upstream, into row `task` of the [tasks, numel] buffers.
+  T* weight_row = dense_task_gradients(*weight_, tasks).data<T>() + task * weight_->value.numel();
+  T* bias_row = dense_task_gradients(*bias_, tasks).data<T>() + task * out_features_;
+  const Tensor dx = stacked_backward_into(dy.reshaped({1, dy.dim(0), dy.dim(1)}), weight_row,
+                                          bias_row, need_input_gradient);
+  return dx.defined() ? dx.reshaped({dx.dim(1), dx.dim(2)}) : dx;
 }
 
 template <typename T>

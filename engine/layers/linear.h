@@ -30,6 +30,12 @@ class Linear {
   // Parameter::gradient is left untouched. One batched product for the K weight gradients and
   // one product with K * batch rows for the input gradients.
   Tensor backward_stacked(const Tensor& dy_stacked, bool need_input_gradient = true);
+  // Backward of the last forward pass for an upstream that only task `task` of `tasks` has
+  // (e.g. a task's own gate): dy [batch, out] -> dx [batch, in], the ordinary backward except
+  // that the parameter gradients accumulate into row `task` of Parameter::task_gradients. The
+  // other rows stay as they are (zero when this layer serves that task only).
+  Tensor backward_task(std::int64_t task, std::int64_t tasks, const Tensor& dy,
+                       bool need_input_gradient = true);
 
   std::int64_t in_features() const { return in_features_; }
   std::int64_t out_features() const { return out_features_; }
@@ -37,6 +43,13 @@ class Linear {
   Parameter& bias() { return *bias_; }
 
  private:
+  // The stacked backward with the per-task gradient targets given: weight [K, in, out] and bias
+  // [K, out] blocks, accumulated.
+  Tensor stacked_backward_into(const Tensor& dy_stacked, T* weight_gradients, T* bias_gradients,
+                               bool need_input_gradient);
+  // Throws std::invalid_argument unless dy_stacked is [K, batch of the last forward, out].
+  void check_stacked_upstream(const Tensor& dy_stacked) const;
+
   kernels::Context ctx_;
   std::int64_t in_features_, out_features_;
   kernels::Activation activation_;

@@ -393,3 +393,48 @@ TEST_CASE("gradient surgery without per-task gradients says what to call", "[sta
   CHECK_THROWS_WITH(parse_surgery_method("nash"), Catch::Contains("pcgrad or cagrad"));
   CHECK(parse_surgery_method("cagrad") == SurgeryMethod::kCagrad);
 }
+
+TEST_CASE("task-only backward equals the stacked backward with the other upstreams zero",
+          "[stacked][layers]") {
+  Fixture f;
+  SoftmaxGate<double> gate(f.builder, "gate", "backbone", 4, {0, 1, 3});
+  const auto x = random_values(f.random, 5 * 4);
+  const auto experts = random_values(f.random, 4 * 5 * 3);
+  const auto upstream = random_values(f.random, 5 * 3);
+  const std::int64_t task = 1;
+  // Stacked: only task 1 has an upstream.
+  std::vector<double> stacked_upstream(kTasks * 5 * 3, 0.0);
+  std::copy(upstream.begin(), upstream.end(), stacked_upstream.begin() + task * 5 * 3);
+  zero_task_gradients(f.parameters(), kTasks);
+  gate.forward(host_tensor({5, 4}, x), host_tensor({4, 5, 3}, experts));
+  Tensor d_experts_stacked = Tensor::zeros({kTasks, 4, 5, 3}, DType::kFloat64);
+  const auto dx_stacked =
+      gate.backward_stacked(host_tensor({kTasks, 5, 3}, stacked_upstream), d_experts_stacked)
+          .to_vector<double>();
+  std::vector<std::vector<double>> stacked_gradients;
+  for (const auto& parameter : f.store.all()) {
+    stacked_gradients.push_back(parameter->task_gradients.to_vector<double>());
+  }
+  // Task only: the same buffers, filled through backward_task.
+  zero_task_gradients(f.parameters(), kTasks);
+  gate.forward(host_tensor({5, 4}, x), host_tensor({4, 5, 3}, experts));
+  Tensor d_experts_task = Tensor::zeros({kTasks, 4, 5, 3}, DType::kFloat64);
+  Tensor d_experts_slice = d_experts_task.narrow_first(task, 1).reshaped({4, 5, 3});
+  const auto dx_task =
+      gate.backward_task(task, kTasks, host_tensor({5, 3}, upstream), d_experts_slice)
+          .to_vector<double>();
+  for (std::size_t p = 0; p < f.store.all().size(); ++p) {
+    check_close(stacked_gradients[p], f.store.all()[p]->task_gradients.to_vector<double>(),
+                f.store.all()[p]->name);
+  }
+  check_close(task_part(dx_stacked, task), dx_task, "input gradient");
+  for (std::int64_t k = 0; k < kTasks; ++k) {
+    if (k != task) {
+      for (double value : task_part(dx_stacked, k)) CHECK(value == 0.0);
+    }
+  }
+  check_close(d_experts_stacked.to_vector<double>(), d_experts_task.to_vector<double>(),
+              "expert gradients");
+  CHECK_THROWS_AS(gate.backward_task(3, kTasks, host_tensor({5, 3}, upstream), d_experts_slice),
+                  std::invalid_argument);
+}
