@@ -147,8 +147,80 @@ double two_task_minimiser(const std::vector<double>& gram, double radius) {
   return 0.5;  // s = 0 and beta = 0: F is constant
 }
 
+// Solves matrix x = rhs in place (Gaussian elimination, partial pivoting) for a small symmetric
+// positive semi-definite matrix; false when a pivot is below `tolerance` (singular on this face).
+bool solve_small_system(std::vector<double> matrix, std::vector<double>& rhs, std::size_t size,
+                        double tolerance) {
+  for (std::size_t col = 0; col < size; ++col) {
+    std::size_t pivot = col;
+    for (std::size_t row = col + 1; row < size; ++row) {
+      if (std::abs(matrix[row * size + col]) > std::abs(matrix[pivot * size + col])) pivot = row;
+    }
+    if (std::abs(matrix[pivot * size + col]) <= tolerance) return false;
+    for (std::size_t k = 0; k < size; ++k)
+      std::swap(matrix[col * size + k], matrix[pivot * size + k]);
+    std::swap(rhs[col], rhs[pivot]);
+    for (std::size_t row = col + 1; row < size; ++row) {
+      const double factor = matrix[row * size + col] / matrix[col * size + col];
+      for (std::size_t k = col; k < size; ++k)
+        matrix[row * size + k] -= factor * matrix[col * size + k];
+      rhs[row] -= factor * rhs[col];
+    }
+  }
+  for (std::size_t col = size; col-- > 0;) {
+    for (std::size_t k = col + 1; k < size; ++k) rhs[col] -= matrix[col * size + k] * rhs[k];
+    rhs[col] /= matrix[col * size + col];
+  }
+  return true;
+}
+
+// The exact minimiser of F on the face of the simplex spanned by `support`, when F is stationary
+// there. With l = G b (l_i = g_i . g0) and r = |g_w|, stationarity on the face reads
+// l_S + s G_SS w_S / r = mu 1, so w_S = (r / s)(mu a - e) with a = G_SS^-1 1, e = G_SS^-1 l_S.
+// r^2 = w^T G w turns into A mu^2 - 2 E mu + C = s^2 (A = 1.a, E = 1.e, C = l_S.e), and
+// sum w = 1 fixes r / s = 1 / (mu A - E) > 0: mu A - E = sqrt(E^2 - A (C - s^2)). Empty when the
+// face is singular, the radius is zero, or a weight comes out negative.
+std::vector<double> exact_on_face(const std::vector<double>& gram, std::int64_t tasks,
+                                  const std::vector<std::int64_t>& support,
+                                  const std::vector<double>& linear, double radius) {
+  const std::size_t size = support.size();
+  if (radius <= 0 || size < 2) return {};
+  std::vector<double> face(size * size);
+  double largest = 0;
+  for (std::size_t i = 0; i < size; ++i) {
+    for (std::size_t j = 0; j < size; ++j) {
+      face[i * size + j] = gram[support[i] * tasks + support[j]];
+    }
+    largest = std::max(largest, face[i * size + i]);
+  }
+  std::vector<double> a(size, 1.0), e(size);
+  for (std::size_t i = 0; i < size; ++i) e[i] = linear[support[i]];
+  if (!solve_small_system(face, a, size, 1e-12 * largest) ||
+      !solve_small_system(face, e, size, 1e-12 * largest)) {
+    return {};
+  }
+  double sum_a = 0, sum_e = 0, linear_e = 0;
+  for (std::size_t i = 0; i < size; ++i) {
+    sum_a += a[i];
+    sum_e += e[i];
+    linear_e += linear[support[i]] * e[i];
+  }
+  const double discriminant = sum_e * sum_e - sum_a * (linear_e - radius * radius);
+  if (!(sum_a > 0) || !(discriminant > 0)) return {};
+  const double root = std::sqrt(discriminant);
+  const double mu = (sum_e + root) / sum_a;
+  std::vector<double> w(static_cast<std::size_t>(tasks), 0.0);
+  for (std::size_t i = 0; i < size; ++i) {
+    const double value = (mu * a[i] - e[i]) / root;
+    if (value < -1e-12) return {};
+    w[support[i]] = std::max(value, 0.0);
+  }
+  return w;
+}
+
 // K >= 3: projected gradient descent with backtracking on a scale-free copy of the Gram matrix,
-// then the better of that and the simplex's vertices.
+// polished by the exact solution on the face it ends on, then the best of that and the simplex's
+// vertices.
 std::vector<double> many_task_minimiser(const std::vector<double>& gram, std::int64_t tasks,
                                         double c, int max_iterations) {
   double largest = 0;
@@ -205,6 +277,18 @@ std::vector<double> many_task_minimiser(const std::vector<double>& gram, std::in
     w = next;
     current = next_value;
     if (moved < 1e-14) break;
+  }
+  std::vector<std::int64_t> support;
+  for (std::int64_t i = 0; i < tasks; ++i) {
+    if (w[i] > 1e-9) support.push_back(i);
+  }
+  const std::vector<double> polished = exact_on_face(scaled, tasks, support, linear, radius);
+  if (!polished.empty()) {
+    const double polished_value = value(polished);
+    if (polished_value <= current + 1e-14 * (std::abs(current) + 1.0)) {
+      current = polished_value;
+      w = polished;
+    }
   }
   for (std::int64_t vertex = 0; vertex < tasks; ++vertex) {
     std::vector<double> corner(static_cast<std::size_t>(tasks), 0.0);

@@ -354,7 +354,7 @@ TEST_CASE("gradient surgery over a parameter set equals the kernel on the concat
       // The Gram matrices differ in the last bits (per-parameter sums against one pass), and the
       // three-task CAGrad weights come from an iterative solver (~1e-10).
       check_close(expected, part.concatenated_gradients(), "combined gradient",
-                  method == SurgeryMethod::kPcgrad ? 1e-12 : 1e-8);
+                  method == SurgeryMethod::kPcgrad ? 1e-12 : 1e-11);
       CHECK(surgery.steps() == 1);
       CHECK(surgery.last_gram().size() == static_cast<std::size_t>(kTasks * kTasks));
     }
