@@ -44,8 +44,9 @@ std::vector<double> pcgrad_weights(const std::vector<double>& gram, std::int64_t
 //   w* = argmin over the simplex of F(w) = g_w . g0 + s |g_w|,   g_w = sum_i w_i g_i,
 //   d  = g0 + (s / |g_w*|) g_w*,  and d / (1 + c^2) when rescale is set (the authors' default).
 // K = 1 and K = 2 are solved exactly (closed form); K >= 3 by projected gradient descent with
-// backtracking on the simplex (to ~1e-10 in w on well-conditioned problems). Guards: |g0| = 0
-// gives s = 0 and d = g0; |g_w*| = 0 drops the second term (d = g0).
+// backtracking on the simplex, polished by the exact stationary point on the face it ends on and
+// compared with the vertices. Guards: |g0| = 0 gives s = 0 and d = g0; |g_w*| = 0 (below 1e-10
+// of the largest task gradient's norm) drops the second term (d = g0 before rescaling).
 struct CagradOptions {
   double c = 0.4;       // the conflict radius, c >= 0
   bool rescale = true;  // divide by 1 + c^2
