@@ -459,3 +459,20 @@ TEST_CASE("config: docs/config.md documents every key", "[config]") {
     CHECK_THAT(docs, Contains(row));
   }
 }
+
+TEST_CASE("config: strategies from the paper's table that are not supported yet say so",
+          "[config]") {
+  for (const char* name : {"snr", "ac_mmoe", "nash_mtl", "adatask", "igbv2"}) {
+    CHECK_THROWS_WITH(config_from_toml_string(std::string("[strategy]\nname = \"") + name + "\"\n",
+                                              "strategy.toml"),
+                      Catch::Contains("not yet supported") && Catch::Contains(name));
+  }
+  CHECK_THROWS_WITH(config_from_toml_string("[strategy]\nname = \"drgrad\"\n", "s.toml"),
+                    Catch::Contains("model.split_towers"));
+  const Config ok = config_from_toml_string(
+      "[model]\nsplit_towers = true\n[strategy]\nname = \"drgrad\"\nrouter_form = "
+      "\"paired\"\nrouted_parameters = \"first_layer\"\n",
+      "s.toml");
+  CHECK(ok.strategy.router_form == RouterForm::kPaired);
+  CHECK(ok.strategy.routed_parameters == RoutedParameters::kFirstLayer);
+}

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/multitask/drgrad_strategy.h"
 #include "engine/train/checkpoint.h"
 #include "engine/train/trainer.h"
 #include "io/generators/mmoe_generator.h"
@@ -194,4 +195,33 @@ TEST_CASE("a non-finite dense feature is refused with its position", "[trainer]"
   options.epochs = 1;
   Trainer trainer = scenario.make(options);
   CHECK_THROWS_WITH(trainer.fit(), Catch::Contains("dense feature") && Catch::Contains("nan"));
+}
+
+TEST_CASE("DRGrad runs resume exactly, mixing weights and router state included",
+          "[trainer][checkpoint][router]") {
+  Scenario scenario;
+  scenario.model.split.enabled = true;
+  auto with_drgrad = [&](TrainingOptions options) {
+    Trainer trainer = scenario.make(options);
+    DrgradSettings settings;
+    settings.router.form = RouterForm::kPaired;
+    settings.rho = 0.9;
+    trainer.set_strategy(std::make_unique<DrgradStrategy>(settings, trainer.model()));
+    return trainer;
+  };
+  Trainer uninterrupted = with_drgrad(scenario.options);
+  uninterrupted.fit();
+  TrainingOptions partial = scenario.options;
+  partial.steps = 17;
+  Trainer first_half = with_drgrad(partial);
+  first_half.fit();
+  const std::string path = (scratch_dir("drgrad_resume") / "mid.ckpt").string();
+  first_half.save_checkpoint(path);
+  Trainer resumed = with_drgrad(scenario.options);
+  resumed.restore_checkpoint(path);
+  CHECK(resumed.model().mu_own() == first_half.model().mu_own());
+  resumed.fit();
+  CHECK(parameters_of(resumed) == parameters_of(uninterrupted));
+  CHECK(resumed.model().mu_own() == uninterrupted.model().mu_own());
+  CHECK(uninterrupted.model().mu_own() != 0.5);
 }
