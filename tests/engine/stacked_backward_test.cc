@@ -438,3 +438,54 @@ TEST_CASE("task-only backward equals the stacked backward with the other upstrea
   CHECK_THROWS_AS(gate.backward_task(3, kTasks, host_tensor({5, 3}, upstream), d_experts_slice),
                   std::invalid_argument);
 }
+
+TEST_CASE("MMoE recipe: task gates with backward_task, experts stacked, equals K separate passes",
+          "[stacked][layers]") {
+  // The recipe of docs/multitask.md for an MMoE backbone, built from its layers: three experts
+  // over the input, one softmax gate per task.
+  Fixture f;
+  ExpertGroup<double> experts(f.builder, "experts", "backbone", 3, 4, {5, 2},
+                              kernels::Activation::kMish);
+  std::vector<SoftmaxGate<double>> gates;
+  gates.reserve(kTasks);
+  for (std::int64_t k = 0; k < kTasks; ++k) {
+    gates.emplace_back(f.builder, "gate" + std::to_string(k), "backbone", 4,
+                       std::vector<int>{0, 1, 2});
+  }
+  const auto x = random_values(f.random, 6 * 4);
+  const auto upstream = random_values(f.random, kTasks * 6 * 2);  // d_task[k] = row k
+  auto forward = [&] {
+    const Tensor input = host_tensor({6, 4}, x);
+    const Tensor expert_outputs = experts.forward(input);
+    for (auto& gate : gates) gate.forward(input, expert_outputs);
+  };
+  compare_stacked_with_separate(
+      f,
+      [&](std::int64_t k) -> std::vector<std::vector<double>> {
+        // Only task k's loss: its gate and, through it, the experts.
+        forward();
+        Tensor d_experts = Tensor::zeros({3, 6, 2}, DType::kFloat64);
+        auto dx = gates[k]
+                      .backward(host_tensor({6, 2}, task_part(upstream, k)), d_experts)
+                      .to_vector<double>();
+        const auto dx_experts = experts.backward(d_experts).to_vector<double>();
+        for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += dx_experts[i];
+        return {dx};
+      },
+      [&]() -> std::vector<std::vector<double>> {
+        forward();
+        Tensor d_experts = Tensor::zeros({kTasks, 3, 6, 2}, DType::kFloat64);
+        std::vector<double> dx(kTasks * 6 * 4, 0.0);
+        for (std::int64_t k = 0; k < kTasks; ++k) {
+          Tensor slice = d_experts.narrow_first(k, 1).reshaped({3, 6, 2});
+          const auto dx_k =
+              gates[k]
+                  .backward_task(k, kTasks, host_tensor({6, 2}, task_part(upstream, k)), slice)
+                  .to_vector<double>();
+          std::copy(dx_k.begin(), dx_k.end(), dx.begin() + k * 6 * 4);
+        }
+        const auto dx_experts = experts.backward_stacked(d_experts).to_vector<double>();
+        for (std::size_t i = 0; i < dx.size(); ++i) dx[i] += dx_experts[i];
+        return {dx};
+      });
+}
