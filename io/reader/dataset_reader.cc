@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <limits>
 #include <map>
@@ -190,6 +191,28 @@ struct DatasetReader::Impl {
   std::vector<std::int64_t> window_order;
   std::vector<std::pair<std::size_t, std::int64_t>> located;  // scratch for append_rows
   bool finished = false;
+
+  // Assembly: one thread turns windows into output batches (the shuffled gather is the costly
+  // part) up to kBatchesAhead ahead of the caller. The window state above belongs to it while it
+  // runs; restore() stops it before touching that state.
+  static constexpr std::size_t kBatchesAhead = 2;
+  struct Assembled {
+    Batch batch;
+    bool end = false;
+    std::exception_ptr error;
+    ReaderPosition after;  // the reader's position once this batch is handed out
+    std::int64_t epoch = 0;
+  };
+  std::thread assembler;
+  std::mutex output_mutex;
+  std::condition_variable output_changed;
+  std::deque<Assembled> output;
+  std::vector<Batch> spare_batches;  // buffers handed back by the caller, reused
+  bool assembler_stopping = false;
+  bool assembler_paused = false;  // after an error, until the caller asks again
+  // Caller-side view (touched only by the caller's thread).
+  ReaderPosition caller_position;
+  std::int64_t caller_epoch = 0;
 
   std::int64_t units_per_epoch() const { return static_cast<std::int64_t>(units.size()); }
   std::int64_t windows_per_epoch() const {
@@ -579,20 +602,114 @@ DatasetReader::DatasetReader(DatasetReaderOptions options) : impl_(std::make_uni
                       : impl.options.num_epochs == 0 ? std::numeric_limits<std::int64_t>::max()
                                                      : impl.options.num_epochs * per_epoch;
   impl.start_workers(0);
+  impl.caller_position = compute_position();
+  start_assembler();
 }
 
 DatasetReader::~DatasetReader() {
+  stop_assembler();
   impl_->stop_workers();
 }
 
+void DatasetReader::assembler_loop() {
+  Impl& impl = *impl_;
+  while (true) {
+    Batch batch;
+    {
+      std::unique_lock<std::mutex> lock(impl.output_mutex);
+      impl.output_changed.wait(lock, [&] {
+        return impl.assembler_stopping ||
+               (!impl.assembler_paused && impl.output.size() < Impl::kBatchesAhead);
+      });
+      if (impl.assembler_stopping) return;
+      if (!impl.spare_batches.empty()) {
+        batch = std::move(impl.spare_batches.back());
+        impl.spare_batches.pop_back();
+      }
+    }
+    Impl::Assembled item;
+    try {
+      item.end = !produce(batch);
+    } catch (...) {
+      item.error = std::current_exception();
+    }
+    item.batch = std::move(batch);
+    item.after = compute_position();
+    item.epoch = impl.epoch;
+    const bool end = item.end;
+    {
+      std::lock_guard<std::mutex> lock(impl.output_mutex);
+      if (item.error) impl.assembler_paused = true;
+      impl.output.push_back(std::move(item));
+    }
+    impl.output_changed.notify_all();
+    if (end) return;
+  }
+}
+
+void DatasetReader::start_assembler() {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(impl.output_mutex);
+    impl.output.clear();
+    impl.assembler_stopping = false;
+    impl.assembler_paused = false;
+  }
+  impl.assembler = std::thread([this] { assembler_loop(); });
+}
+
+void DatasetReader::stop_assembler() {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(impl.output_mutex);
+    impl.assembler_stopping = true;
+  }
+  impl.output_changed.notify_all();
+  if (impl.assembler.joinable()) impl.assembler.join();
+}
+
 bool DatasetReader::next(Batch& batch) {
+  Impl& impl = *impl_;
+  std::unique_lock<std::mutex> lock(impl.output_mutex);
+  if (impl.assembler_paused && impl.output.empty()) {
+    // The caller asks again after an error: retry.
+    impl.assembler_paused = false;
+    impl.output_changed.notify_all();
+  }
+  impl.output_changed.wait(lock, [&] { return !impl.output.empty(); });
+  Impl::Assembled& front = impl.output.front();
+  if (front.end) {  // stays queued: every later call also ends
+    impl.caller_position = front.after;
+    impl.caller_epoch = front.epoch;
+    return false;
+  }
+  if (front.error) {
+    const std::exception_ptr error = front.error;
+    impl.output.pop_front();
+    std::rethrow_exception(error);
+  }
+  std::swap(batch, front.batch);
+  impl.spare_batches.push_back(std::move(front.batch));
+  impl.caller_position = front.after;
+  impl.caller_epoch = front.epoch;
+  impl.output.pop_front();
+  lock.unlock();
+  impl.output_changed.notify_all();
+  return true;
+}
+
+ReaderPosition DatasetReader::position() const {
+  return impl_->caller_position;
+}
+
+bool DatasetReader::produce(Batch& batch) {
   Impl& impl = *impl_;
   // A failure while loading the next window must not lose the rows this batch already took from
   // the current one: put the cursor back, so a retry returns exactly the batch it would have.
   const std::int64_t epoch = impl.epoch, window = impl.window, cursor = impl.cursor;
   const bool window_loaded = impl.window_loaded, finished = impl.finished;
   try {
-    return next_unguarded(batch);
+    return produce_unguarded(batch);
   } catch (...) {
     impl.epoch = epoch;
     impl.window = window;
@@ -603,7 +720,7 @@ bool DatasetReader::next(Batch& batch) {
   }
 }
 
-bool DatasetReader::next_unguarded(Batch& batch) {
+bool DatasetReader::produce_unguarded(Batch& batch) {
   Impl& impl = *impl_;
   // Empty the caller's batch but keep its buffers: no allocation per batch in steady state.
   auto reset = [&] {
@@ -654,7 +771,7 @@ bool DatasetReader::next_unguarded(Batch& batch) {
   return true;
 }
 
-ReaderPosition DatasetReader::position() const {
+ReaderPosition DatasetReader::compute_position() const {
   const Impl& impl = *impl_;
   ReaderPosition position;
   position.plan_fingerprint = impl.plan_fingerprint;
@@ -681,6 +798,7 @@ ReaderPosition DatasetReader::position() const {
 
 void DatasetReader::restore(const ReaderPosition& position) {
   Impl& impl = *impl_;
+  // Checks first: a refused position leaves the reader exactly as it was.
   if (position.plan_fingerprint != impl.plan_fingerprint) {
     throw std::invalid_argument(
         "DatasetReader::restore: the position was saved by a reader with other files, split, "
@@ -698,6 +816,16 @@ void DatasetReader::restore(const ReaderPosition& position) {
     normalized.window = 0;
     normalized.sample_in_window = 0;
   }
+  stop_assembler();
+  // Whatever happens below, leave an assembler running so that next() never waits forever.
+  struct Restart {
+    DatasetReader* reader;
+    ~Restart() {
+      reader->impl_->caller_position = reader->compute_position();
+      reader->impl_->caller_epoch = reader->impl_->epoch;
+      reader->start_assembler();
+    }
+  } restart{this};
   restore_normalized(normalized);
 }
 
@@ -735,7 +863,7 @@ const Schema& DatasetReader::schema() const {
   return impl_->schema;
 }
 std::int64_t DatasetReader::epoch() const {
-  return impl_->epoch;
+  return impl_->caller_epoch;
 }
 std::int64_t DatasetReader::samples_per_epoch() const {
   return impl_->samples_per_epoch;

@@ -70,10 +70,9 @@ struct ReaderPosition {
   bool operator==(const ReaderPosition&) const = default;
 };
 
-// One consumer: next(), position() and restore() must be called from a single thread (the decode
-// threads are internal). TODO(#3): the shuffled gather into output batches runs on the consumer's
-// thread (about 0.3-0.4 M samples/s per core for 32 slots); an assembler thread would take it off
-// the training thread.
+// One consumer: next(), position() and restore() must be called from a single thread. Inside,
+// decode threads fill numbered unit slots and one assembly thread turns windows into batches (the
+// shuffled gather), up to two batches ahead of the caller.
 class DatasetReader {
  public:
   // Opens every file (shard headers and indexes; TFRecord files are scanned once for record
@@ -94,7 +93,9 @@ class DatasetReader {
 
   ReaderPosition position() const;
   // Continues from `position` exactly as if the reader had never stopped there. Throws
-  // std::invalid_argument when the position belongs to another plan (files, split, seed, window).
+  // std::invalid_argument when the position belongs to another plan (files, split, seed, window),
+  // leaving the reader as it was. A data error while decoding the position's window propagates;
+  // call restore() again once the data is readable.
   void restore(const ReaderPosition& position);
 
   const Schema& schema() const;
@@ -106,7 +107,12 @@ class DatasetReader {
   std::int64_t corrupt_records_skipped() const;
 
  private:
-  bool next_unguarded(Batch& batch);
+  bool produce(Batch& batch);
+  bool produce_unguarded(Batch& batch);
+  ReaderPosition compute_position() const;
+  void assembler_loop();
+  void start_assembler();
+  void stop_assembler();
   void restore_normalized(const ReaderPosition& position);
   struct Impl;
   std::unique_ptr<Impl> impl_;
