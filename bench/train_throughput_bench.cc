@@ -268,6 +268,14 @@ std::string load_average() {
   return one + " " + five + " " + fifteen;
 }
 
+// CPU time of every thread of this process: unlike the wall clock, it does not grow while the
+// process waits for a core that other work holds (it still counts spinning threads).
+double process_cpu_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
+}
+
 std::string utc_now() {
   const std::time_t now = std::time(nullptr);
   char text[32];
@@ -382,8 +390,8 @@ int run(const BenchOptions& options) {
       join_units(spec.tower_units).c_str(), static_cast<long long>(parameters),
       optimizer.learning_rate, training.device.to_string().c_str());
   std::printf(
-      "# method: batch %lld, %lld warm-up steps, %d runs x %lld steps, steady_clock "
-      "around Trainer::train_step only\n",
+      "# method: batch %lld, %lld warm-up steps, %d runs x %lld steps, steady_clock and "
+      "process CPU time around Trainer::train_step only\n",
       static_cast<long long>(options.batch), static_cast<long long>(options.warmup), options.runs,
       static_cast<long long>(options.steps));
 
@@ -398,18 +406,25 @@ int run(const BenchOptions& options) {
   };
 
   for (std::int64_t i = 0; i < options.warmup; ++i) one_step();
-  std::printf("%-6s %10s %12s %14s\n", "run", "steps", "seconds", "samples/s");
-  std::vector<double> rates;
+  std::printf("%-6s %10s %12s %14s %12s %16s\n", "run", "steps", "seconds", "samples/s",
+              "cpu_seconds", "samples/cpu_s");
+  std::vector<double> rates, cpu_rates;
   for (int r = 0; r < options.runs; ++r) {
+    const double cpu_start = process_cpu_seconds();
     const auto start = std::chrono::steady_clock::now();
     for (std::int64_t i = 0; i < options.steps; ++i) one_step();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    rates.push_back(static_cast<double>(options.steps * options.batch) / seconds);
-    std::printf("%-6d %10lld %12.4f %14.1f\n", r + 1, static_cast<long long>(options.steps),
-                seconds, rates.back());
+    const double cpu_seconds = process_cpu_seconds() - cpu_start;
+    const auto samples = static_cast<double>(options.steps * options.batch);
+    rates.push_back(samples / seconds);
+    cpu_rates.push_back(samples / cpu_seconds);
+    std::printf("%-6d %10lld %12.4f %14.1f %12.4f %16.1f\n", r + 1,
+                static_cast<long long>(options.steps), seconds, rates.back(), cpu_seconds,
+                cpu_rates.back());
   }
   const double median_rate = median(rates);
+  const double median_cpu_rate = median(cpu_rates);
   const double rss = peak_rss_mib();
 
   // Correctness in the same run: every loss finite (train_step throws otherwise) and the mean
@@ -423,7 +438,7 @@ int run(const BenchOptions& options) {
   const bool all_finite = std::all_of(step_losses.begin(), step_losses.end(),
                                       [](double v) { return std::isfinite(v); });
   const bool loss_fell = all_finite && last < first;
-  std::printf("median %10s %12s %14.1f\n", "", "", median_rate);
+  std::printf("median %10s %12s %14.1f %12s %16.1f\n", "", "", median_rate, "", median_cpu_rate);
   std::printf("# peak RSS %.1f MiB\n", rss);
   std::printf(
       "# check: summed task loss, mean of first %zu steps %.4f -> last %zu steps %.4f: %s\n",
@@ -455,6 +470,9 @@ int run(const BenchOptions& options) {
         << ", \"steps\": " << options.steps << "},\n  \"samples_per_second\": [";
     for (std::size_t r = 0; r < rates.size(); ++r) out << (r ? ", " : "") << rates[r];
     out << "],\n  \"median_samples_per_second\": " << median_rate
+        << ",\n  \"samples_per_cpu_second\": [";
+    for (std::size_t r = 0; r < cpu_rates.size(); ++r) out << (r ? ", " : "") << cpu_rates[r];
+    out << "],\n  \"median_samples_per_cpu_second\": " << median_cpu_rate
         << ",\n  \"peak_rss_mib\": " << rss << ",\n  \"check\": {\"first_loss\": " << first
         << ", \"last_loss\": " << last << ", \"passed\": " << (loss_fell ? "true" : "false")
         << "}\n}\n";
