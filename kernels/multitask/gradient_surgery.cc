@@ -238,19 +238,52 @@ std::vector<double> many_task_minimiser(const std::vector<double>& gram, std::in
   auto value = [&](const std::vector<double>& v) {
     return objective_with_radius(scaled, tasks, v, radius);
   };
-  double step = 1.0;
-  double current = value(w);
-  for (int iteration = 0; iteration < max_iterations; ++iteration) {
-    // Gradient: G g0-part + s G w / |g_w| (the norm term has no gradient at g_w = 0).
+  // Gradient: l + s G w / |g_w| (the norm term has no gradient at g_w = 0).
+  auto gradient_at = [&](const std::vector<double>& v) {
     std::vector<double> gradient = linear;
-    const double norm = std::sqrt(quadratic_form(scaled, tasks, w));
+    const double norm = std::sqrt(quadratic_form(scaled, tasks, v));
     if (norm > 1e-12) {
       for (std::int64_t i = 0; i < tasks; ++i) {
         double gi_dot_gw = 0;
-        for (std::int64_t j = 0; j < tasks; ++j) gi_dot_gw += scaled[i * tasks + j] * w[j];
+        for (std::int64_t j = 0; j < tasks; ++j) gi_dot_gw += scaled[i * tasks + j] * v[j];
         gradient[i] += radius * gi_dot_gw / norm;
       }
     }
+    return gradient;
+  };
+  // Optimality on the simplex for the convex F: the partial derivatives are equal on the support
+  // and no smaller off it.
+  auto optimal = [&](const std::vector<double>& v) {
+    if (std::sqrt(quadratic_form(scaled, tasks, v)) <= 1e-12) return false;
+    const std::vector<double> gradient = gradient_at(v);
+    double support_max = -std::numeric_limits<double>::infinity();
+    double overall_min = std::numeric_limits<double>::infinity(), magnitude = 1.0;
+    for (std::int64_t i = 0; i < tasks; ++i) {
+      if (v[i] > 0) support_max = std::max(support_max, gradient[i]);
+      overall_min = std::min(overall_min, gradient[i]);
+      magnitude = std::max(magnitude, std::abs(gradient[i]));
+    }
+    return support_max - overall_min <= 1e-10 * magnitude;
+  };
+  // Conflicting tasks often put the minimum on a vertex: check those first.
+  for (std::int64_t vertex = 0; vertex < tasks; ++vertex) {
+    std::vector<double> corner(static_cast<std::size_t>(tasks), 0.0);
+    corner[vertex] = 1.0;
+    if (optimal(corner)) return corner;
+  }
+  double step = 1.0;
+  double current = value(w);
+  for (int iteration = 0; iteration < max_iterations; ++iteration) {
+    if (iteration % 10 == 9) {
+      // Once the support is right, the exact point on its face ends the search.
+      std::vector<std::int64_t> support;
+      for (std::int64_t i = 0; i < tasks; ++i) {
+        if (w[i] > 1e-9) support.push_back(i);
+      }
+      const std::vector<double> polished = exact_on_face(scaled, tasks, support, linear, radius);
+      if (!polished.empty() && optimal(polished)) return polished;
+    }
+    const std::vector<double> gradient = gradient_at(w);
     step = std::min(step * 2, 1e6);
     std::vector<double> next;
     double next_value = 0, moved = 0;

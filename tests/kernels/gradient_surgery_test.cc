@@ -221,6 +221,38 @@ TEST_CASE("CAGrad solver reaches the grid minimum of its objective", "[surgery][
   }
 }
 
+TEST_CASE("CAGrad solver on rank-deficient Gram matrices", "[surgery][cagrad]") {
+  // Four tasks in two dimensions, and three with two collinear gradients: faces of the simplex
+  // with singular Gram blocks, where the search must fall back on projected gradient descent.
+  std::mt19937_64 engine(21);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (int trial = 0; trial < 12; ++trial) {
+    const std::int64_t tasks = trial % 2 == 0 ? 4 : 3;
+    std::vector<std::vector<double>> gradients(static_cast<std::size_t>(tasks),
+                                               std::vector<double>(2));
+    for (auto& row : gradients) {
+      for (auto& value : row) value = normal(engine);
+    }
+    if (tasks == 3) gradients[2] = {2 * gradients[0][0], 2 * gradients[0][1]};
+    const auto gram = gram_of(gradients);
+    const auto solution = kernels::cagrad_solve(gram, tasks);
+    double grid_best = 1e300;
+    const int steps = 60;
+    for (int a = 0; a <= steps; ++a) {
+      for (int b = 0; a + b <= steps; ++b) {
+        for (int c = 0; a + b + c <= steps; ++c) {
+          if (tasks == 3 && a + b + c != steps) continue;
+          std::vector<double> w{a / double(steps), b / double(steps), c / double(steps)};
+          if (tasks == 4) w.push_back(1 - w[0] - w[1] - w[2]);
+          grid_best = std::min(grid_best, kernels::cagrad_objective(gram, tasks, w, 0.4));
+        }
+      }
+    }
+    INFO("trial " << trial);
+    CHECK(solution.objective <= grid_best + 1e-12);
+  }
+}
+
 TEST_CASE("Gram matrices of column blocks add up and the combination is a weighted row sum",
           "[surgery]") {
   std::mt19937_64 engine(9);
