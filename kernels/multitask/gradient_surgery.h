@@ -43,10 +43,11 @@ std::vector<double> pcgrad_weights(const std::vector<double>& gram, std::int64_t
 // CAGrad. With g0 = (1/K) sum_i g_i (the mean) and s = c |g0|:
 //   w* = argmin over the simplex of F(w) = g_w . g0 + s |g_w|,   g_w = sum_i w_i g_i,
 //   d  = g0 + (s / |g_w*|) g_w*,  and d / (1 + c^2) when rescale is set (the authors' default).
-// K = 1 and K = 2 are solved exactly (closed form); K >= 3 by projected gradient descent with
-// backtracking on the simplex, polished by the exact stationary point on the face it ends on and
-// compared with the vertices. Guards: |g0| = 0 gives s = 0 and d = g0; |g_w*| = 0 (below 1e-10
-// of the largest task gradient's norm) drops the second term (d = g0 before rescaling).
+// K = 1 and K = 2 are solved exactly (closed form); K >= 3 by the vertices' optimality check,
+// then projected gradient descent with backtracking on the simplex, ended by the exact
+// stationary point on the face of its support once that point passes the optimality check. Guards:
+// |g0| = 0 gives s = 0 and d = g0; |g_w*| = 0 (below 1e-10 of the largest task gradient's norm)
+// drops the second term (d = g0 before rescaling).
 struct CagradOptions {
   double c = 0.4;       // the conflict radius, c >= 0
   bool rescale = true;  // divide by 1 + c^2
