@@ -38,6 +38,7 @@ class ExpertGroup {
   Tensor backward_stacked(const Tensor& d_out_stacked, bool need_input_gradient = true);
 
   std::int64_t num_experts() const { return num_experts_; }
+  std::int64_t in_features() const { return layers_.front().in; }
   std::int64_t out_features() const { return units_.back(); }
 
  private:

@@ -30,6 +30,37 @@ std::vector<int> range_of(std::int64_t begin, std::int64_t count) {
   for (std::int64_t i = 0; i < count; ++i) indices.push_back(static_cast<int>(begin + i));
   return indices;
 }
+
+// [K, batch, width] with row k = parts[k].
+template <typename T>
+Tensor stack_tasks(const std::vector<Tensor>& parts) {
+  const Tensor& first = parts.front();
+  Tensor stacked(Shape{static_cast<std::int64_t>(parts.size()), first.dim(0), first.dim(1)},
+                 dtype_of<T>(), first.device());
+  for (std::size_t k = 0; k < parts.size(); ++k) {
+    stacked.narrow_first(static_cast<std::int64_t>(k), 1)
+        .copy_from(parts[k].reshaped({1, first.dim(0), first.dim(1)}));
+  }
+  return stacked;
+}
+
+// Adds `part` ([batch, width], task `task`'s gradient) into row `task` of `stacked`.
+template <typename T>
+void add_into_row(const kernels::Context& ctx, Tensor& stacked, std::int64_t task,
+                  const Tensor& part) {
+  kernels::axpy<T>(ctx, part.numel(), T(1), part.data<T>(),
+                   stacked.data<T>() + task * part.numel());
+}
+
+// Accumulates `part` into `total` (allocating it on first use).
+template <typename T>
+void accumulate(const kernels::Context& ctx, Tensor& total, const Tensor& part) {
+  if (!total.defined()) {
+    total = part.clone();
+  } else {
+    kernels::axpy<T>(ctx, total.numel(), T(1), part.data<T>(), total.data<T>());
+  }
+}
 }  // namespace
 
 template <typename T>
@@ -68,6 +99,11 @@ Tensor SharedBottom<T>::backward(const std::vector<Tensor>& d_task, const Tensor
   std::vector<Tensor> parts = d_task;
   if (d_shared.defined()) parts.push_back(d_shared);
   return bottom_.backward(sum_tensors<T>(ctx_, parts));
+}
+
+template <typename T>
+Tensor SharedBottom<T>::backward_stacked(const std::vector<Tensor>& d_task) {
+  return bottom_.backward_stacked(stack_tasks<T>(d_task));
 }
 
 // --- MMoE ------------------------------------------------------------------------------------
@@ -109,6 +145,24 @@ Tensor Mmoe<T>::backward(const std::vector<Tensor>& d_task, const Tensor& d_shar
   }
   d_inputs.push_back(experts_.backward(d_experts));
   return sum_tensors<T>(ctx_, d_inputs);
+}
+
+template <typename T>
+Tensor Mmoe<T>::backward_stacked(const std::vector<Tensor>& d_task) {
+  const auto tasks = static_cast<std::int64_t>(d_task.size());
+  const Shape& expert_shape = expert_outputs_.shape();
+  Tensor d_experts = Tensor::zeros({tasks, expert_shape[0], expert_shape[1], expert_shape[2]},
+                                   dtype_of<T>(), ctx_.device);
+  const std::int64_t batch = d_task.front().dim(0);
+  Tensor dx = Tensor::zeros({tasks, batch, experts_.in_features()}, dtype_of<T>(), ctx_.device);
+  for (std::int64_t k = 0; k < tasks; ++k) {
+    // Only task k reads gate k: its ordinary backward, written to task k's rows.
+    Tensor slice = d_experts.narrow_first(k, 1).reshaped(expert_shape);
+    add_into_row<T>(ctx_, dx, k, gates_[k].backward_task(k, tasks, d_task[k], slice));
+  }
+  const Tensor from_experts = experts_.backward_stacked(d_experts);
+  kernels::axpy<T>(ctx_, dx.numel(), T(1), from_experts.data<T>(), dx.data<T>());
+  return dx;
 }
 
 // --- CGC / PLE -------------------------------------------------------------------------------
@@ -216,6 +270,59 @@ Tensor Ple<T>::backward(const std::vector<Tensor>& d_task, const Tensor& d_share
     for (std::size_t i = 0; i <= num_tasks_; ++i) {
       if (!d_inputs[i].empty()) d_outputs[i] = sum_tensors<T>(ctx_, d_inputs[i]);
     }
+  }
+  throw std::logic_error("PLE backbone has no levels");
+}
+
+template <typename T>
+Tensor Ple<T>::backward_stacked(const std::vector<Tensor>& d_task) {
+  const auto tasks = static_cast<std::int64_t>(d_task.size());
+  const std::int64_t batch = d_task.front().dim(0);
+  // Stacked gradients of each path's output ([tasks, batch, width]); at the top level the task
+  // paths hold single-task gradients instead (only task k reads gate k there).
+  std::vector<Tensor> d_outputs(num_tasks_ + 1);
+  for (std::size_t l = levels_.size(); l-- > 0;) {
+    Level& level = levels_[l];
+    const bool top = l + 1 == levels_.size();
+    const std::int64_t per_task = level.total_experts * batch * width_;
+    Tensor d_experts =
+        Tensor::zeros({tasks, level.total_experts, batch, width_}, dtype_of<T>(), ctx_.device);
+    std::vector<Tensor> d_inputs(num_tasks_ + 1);
+    for (std::size_t k = 0; k < num_tasks_; ++k) {
+      if (top) {
+        const auto task = static_cast<std::int64_t>(k);
+        Tensor slice =
+            d_experts.narrow_first(task, 1).reshaped({level.total_experts, batch, width_});
+        const Tensor dx = level.task_gates[k].backward_task(task, tasks, d_task[k], slice);
+        Tensor stacked = Tensor::zeros({tasks, batch, dx.dim(1)}, dtype_of<T>(), ctx_.device);
+        add_into_row<T>(ctx_, stacked, task, dx);
+        d_inputs[k] = stacked;
+      } else if (d_outputs[k].defined()) {
+        d_inputs[k] = level.task_gates[k].backward_stacked(d_outputs[k], d_experts);
+      }
+    }
+    if (!level.shared_gate.empty() && d_outputs[num_tasks_].defined()) {
+      accumulate<T>(ctx_, d_inputs[num_tasks_],
+                    level.shared_gate[0].backward_stacked(d_outputs[num_tasks_], d_experts));
+    }
+    for (std::size_t g = 0; g < level.groups.size(); ++g) {
+      // This group's experts for every task: [tasks, count, batch, width], gathered from the
+      // level's stacked expert gradient.
+      const std::int64_t count = level.groups[g].num_experts();
+      const std::int64_t span = count * batch * width_;
+      Tensor part({tasks, count, batch, width_}, dtype_of<T>(), ctx_.device);
+      kernels::copy_rows<T>(ctx_, d_experts.data<T>() + level.group_offsets[g] * batch * width_,
+                            per_task, part.data<T>(), span, tasks, span, false);
+      accumulate<T>(ctx_, d_inputs[level.group_input[g]], level.groups[g].backward_stacked(part));
+    }
+    if (l == 0) {
+      Tensor dx;
+      for (const Tensor& part : d_inputs) {
+        if (part.defined()) accumulate<T>(ctx_, dx, part);
+      }
+      return dx;
+    }
+    d_outputs = std::move(d_inputs);
   }
   throw std::logic_error("PLE backbone has no levels");
 }

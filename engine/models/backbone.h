@@ -29,6 +29,11 @@ class Backbone {
   // The gradients of each task's representation (and of v_s, or an undefined tensor) -> the
   // gradient of x.
   virtual Tensor backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) = 0;
+  // Per-task backward for gradient surgery: d_task[k] is task k's upstream [batch, width]; the
+  // shared parameters' per-task gradients go to Parameter::task_gradients (zeroed by the
+  // caller) and the result is the stacked input gradient [tasks, batch, in]. One stacked pass,
+  // not one pass per task (docs/multitask.md).
+  virtual Tensor backward_stacked(const std::vector<Tensor>& d_task) = 0;
   virtual std::int64_t out_features() const = 0;
 };
 
@@ -43,6 +48,7 @@ class SharedBottom final : public Backbone<T> {
   SharedBottom(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_features);
   BackboneOutput forward(const Tensor& x) override;
   Tensor backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) override;
+  Tensor backward_stacked(const std::vector<Tensor>& d_task) override;
   std::int64_t out_features() const override { return bottom_.out_features(); }
 
  private:
@@ -58,6 +64,7 @@ class Mmoe final : public Backbone<T> {
   Mmoe(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_features);
   BackboneOutput forward(const Tensor& x) override;
   Tensor backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) override;
+  Tensor backward_stacked(const std::vector<Tensor>& d_task) override;
   std::int64_t out_features() const override { return experts_.out_features(); }
 
  private:
@@ -74,6 +81,7 @@ class Ple final : public Backbone<T> {
   Ple(LayerBuilder& builder, const ModelSpec& spec, std::int64_t in_features);
   BackboneOutput forward(const Tensor& x) override;
   Tensor backward(const std::vector<Tensor>& d_task, const Tensor& d_shared) override;
+  Tensor backward_stacked(const std::vector<Tensor>& d_task) override;
   std::int64_t out_features() const override { return width_; }
 
  private:

@@ -2,6 +2,7 @@
 // one matrix.
 #include "engine/models/multitask_model.h"
 
+#include "engine/multitask/task_gradients.h"
 #include "kernels/vector/vector_ops.h"
 
 namespace drgrad::engine {
@@ -157,6 +158,26 @@ void MultiTaskModel<T>::backward(const Tensor& d_logits) {
     }
   }
   input_->backward(d_x);
+}
+
+template <typename T>
+void MultiTaskModel<T>::backward_per_task(const Tensor& d_logits) {
+  if (spec_.split.enabled) {
+    throw kernels::NotSupportedError(
+        "gradient surgery (pcgrad, cagrad) runs on plain backbones; set model.split_towers = "
+        "false or use strategy drgrad");
+  }
+  const auto num_tasks = static_cast<std::int64_t>(towers_.size());
+  zero_task_gradients(store_, "backbone", num_tasks);
+  zero_task_gradients(store_, "embeddings", num_tasks);
+  std::vector<Tensor> d_representations;
+  for (std::int64_t k = 0; k < num_tasks; ++k) {
+    Tensor d_logit(Shape{batch_, 1}, dtype_of<T>(), ctx_.device);
+    kernels::copy_rows<T>(ctx_, d_logits.data<T>() + k, num_tasks, d_logit.data<T>(), 1, batch_, 1,
+                          false);
+    d_representations.push_back(towers_[k].backward(d_logit));
+  }
+  input_->backward_stacked(backbone_->backward_stacked(d_representations));
 }
 
 template class MultiTaskModel<float>;

@@ -28,6 +28,12 @@ class MultiTaskModel {
   // parameters().zero_gradients() between steps).
   void backward(const Tensor& d_logits);
 
+  // The backward pass for gradient surgery: towers as usual, then one stacked pass through the
+  // shared part that leaves every task's gradient of the "backbone" and "embeddings" parameters
+  // in Parameter::task_gradients (memory: tasks x shared parameters). Plain backbones only
+  // (split towers throw NotSupportedError).
+  void backward_per_task(const Tensor& d_logits);
+
   ParameterStore& parameters() { return store_; }
   const ParameterStore& parameters() const { return store_; }
   const ModelSpec& spec() const { return spec_; }

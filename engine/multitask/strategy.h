@@ -16,6 +16,9 @@ class MultiTaskStrategy {
  public:
   virtual ~MultiTaskStrategy() = default;
   virtual const char* name() const = 0;
+  // True when the strategy needs each task's gradient of the shared parameters: the trainer
+  // then runs MultiTaskModel::backward_per_task instead of backward.
+  virtual bool needs_per_task_gradients() const { return false; }
   // After model.backward() of step `step` (1-based), before the optimizer's update.
   virtual void after_backward(MultiTaskModel<float>& model, std::int64_t step) = 0;
   // State that must survive a checkpoint ("strategy/..." tensors), and its restoration (which

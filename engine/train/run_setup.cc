@@ -6,6 +6,7 @@
 
 #include "engine/config/generated_data_source.h"
 #include "engine/multitask/drgrad_strategy.h"
+#include "engine/multitask/surgery_strategy.h"
 #include "engine/train/file_batch_stream.h"
 
 namespace drgrad::engine {
@@ -53,8 +54,16 @@ std::unique_ptr<MultiTaskStrategy> make_strategy(const Config& config,
       throw ConfigError(std::string("strategy.name = \"drgrad\": ") + error.what());
     }
   }
-  // TODO(#4): wire PCGrad and CAGrad (per-task gradients of the shared parameters).
-  throw ConfigError("strategy \"" + s.name + "\" is not wired into training yet in this build");
+  if (config.model.split_towers) {
+    throw ConfigError("strategy \"" + s.name +
+                      "\" combines task gradients on a plain backbone; set model.split_towers = "
+                      "false (split towers are for drgrad)");
+  }
+  GradientSurgeryOptions options;
+  options.method = s.name == "pcgrad" ? SurgeryMethod::kPcgrad : SurgeryMethod::kCagrad;
+  options.pcgrad.seed = static_cast<std::uint64_t>(config.training.seed);
+  options.cagrad.c = s.cagrad_c;
+  return std::make_unique<SurgeryStrategy>(model.context(), options);
 }
 
 RunSetup prepare_run(const Config& config) {

@@ -76,7 +76,11 @@ std::vector<double> Trainer::train_step(const io::Batch& batch) {
                           "resume from the last checkpoint");
     }
   }
-  model_.backward(d_logits);
+  if (strategy_ && strategy_->needs_per_task_gradients()) {
+    model_.backward_per_task(d_logits);
+  } else {
+    model_.backward(d_logits);
+  }
   if (strategy_) strategy_->after_backward(model_, step_ + 1);
   optimizer_.step(model_.parameters());
   ++step_;

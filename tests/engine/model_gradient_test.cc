@@ -2,6 +2,8 @@
 // dense inputs, embedding bags and several tasks.
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include "engine/models/multitask_model.h"
 #include "tests/support/gradient_check.h"
 
@@ -162,4 +164,47 @@ TEST_CASE("parameters are grouped by embeddings, backbone and task tower", "[mod
   CHECK(groups == std::vector<std::string>{"embeddings", "backbone", "tower/task0", "tower/task1"});
   CHECK(model.parameters().group("tower/task1").size() == 4);  // 2 layers x (weight, bias)
   CHECK(model.parameters().get("embeddings/a").row_sparse);
+}
+
+TEST_CASE("per-task backward through a backbone equals one ordinary backward per task",
+          "[models][stacked]") {
+  for (const auto backbone :
+       {BackboneKind::kSharedBottom, BackboneKind::kMmoe, BackboneKind::kPle}) {
+    SECTION(backbone_name(backbone)) {
+      const int tasks = 3;
+      MultiTaskModel<double> model(small_spec(backbone, tasks), kernels::Context::cpu(), 3);
+      Random random(17);
+      const io::Batch batch = small_batch(random, 6, tasks);
+      const auto upstream = random_values(random, 6 * tasks);
+      model.parameters().zero_gradients();
+      model.forward(batch);
+      model.backward_per_task(Tensor::from_vector<double>({6, tasks}, upstream));
+      std::map<std::string, std::vector<double>> stacked;
+      std::map<std::string, std::vector<std::int64_t>> stacked_rows;
+      for (const auto& p : model.parameters().all()) {
+        if (p->group != "backbone" && p->group != "embeddings") continue;
+        stacked[p->name] = p->task_gradients.to_vector<double>();
+        stacked_rows[p->name] = p->touched_rows;
+      }
+      for (int k = 0; k < tasks; ++k) {
+        std::vector<double> only_k(upstream.size(), 0.0);
+        for (int b = 0; b < 6; ++b) only_k[b * tasks + k] = upstream[b * tasks + k];
+        model.parameters().zero_gradients();
+        model.forward(batch);
+        model.backward(Tensor::from_vector<double>({6, tasks}, only_k));
+        for (const auto& p : model.parameters().all()) {
+          if (!stacked.count(p->name)) continue;
+          const auto separate = p->gradient.to_vector<double>();
+          const auto& all = stacked.at(p->name);
+          const std::size_t n = separate.size();
+          if (p->row_sparse) CHECK(p->touched_rows == stacked_rows.at(p->name));
+          REQUIRE(all.size() == n * tasks);
+          for (std::size_t i = 0; i < n; ++i) {
+            INFO(p->name << " task " << k << " entry " << i);
+            CHECK(all[k * n + i] == Approx(separate[i]).epsilon(1e-10).margin(1e-13));
+          }
+        }
+      }
+    }
+  }
 }
