@@ -99,11 +99,13 @@ class DatasetReader {
   void restore(const ReaderPosition& position);
 
   const Schema& schema() const;
+  // The epoch of the batch next() returned last (0 before the first).
   std::int64_t epoch() const;
   // Samples this rank sees per epoch (from the indexes; damaged records skipped later reduce it).
   std::int64_t samples_per_epoch() const;
   std::int64_t units_per_epoch() const;
-  // Damaged records skipped so far (skip_corrupt), including those found while opening.
+  // Damaged records skipped so far (skip_corrupt), including those found while opening and in
+  // windows already assembled ahead of the caller.
   std::int64_t corrupt_records_skipped() const;
 
  private:
