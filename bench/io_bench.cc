@@ -1,8 +1,9 @@
 // Read-and-decode throughput of the io layer on Census-shaped records (32 categorical slots, 7
 // dense, 2 labels): TFRecord + tf.train.Example (uncompressed and GZIP) and drgrad shards (zstd
-// and stored). Single-thread rows are per core; a last row runs the threaded DatasetReader.
-// Warm-up, then several timed runs; the median is reported, with the machine as '#' lines.
+// and stored), directly and through the DatasetReader (1 and --threads decode threads, in order,
+// and shuffled). Warm-up, then several timed runs; medians of wall and process CPU time.
 #include <sys/utsname.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -40,21 +42,26 @@ constexpr std::int64_t kCensusVocabularies[] = {9, 52, 47, 17, 3,  24, 15, 5,  1
 struct BenchOptions {
   std::int64_t samples = 200000;
   int runs = 5;
-  int threads = 2;  // DatasetReader decode threads for the last row
+  int threads = 2;  // DatasetReader decode threads of the multi-threaded rows
+  std::int64_t batch_size = 512;
   std::int64_t block_samples = 4096;
   int zstd_level = 3;
   std::string folder;  // default: a fresh folder under the system temporary folder
   std::string json_path;
+  std::string only;  // run only the rows whose name contains this
 };
 
 const char* kUsage =
     "usage: io_bench [options]\n"
     "  --samples N       records written and read per format (200000)\n"
     "  --runs R          timed runs after one warm-up; the median is reported (5)\n"
-    "  --threads T       decode threads of the DatasetReader row (2)\n"
+    "  --threads T       decode threads of the multi-threaded DatasetReader rows (2)\n"
+    "  --batch N         samples per output batch (512)\n"
     "  --block N         samples per shard block (4096)\n"
     "  --level L         zstd level of the shard (3)\n"
-    "  --folder DIR      where the data files go (a temporary folder, removed afterwards)\n"
+    "  --folder DIR      where the data files go and stay (default: a temporary folder,\n"
+    "                    removed afterwards); --dir is the same\n"
+    "  --only TEXT       run only the rows whose name contains TEXT (e.g. for a profiler)\n"
     "  --json FILE       also write the results as JSON\n";
 
 Schema census_schema() {
@@ -109,23 +116,40 @@ std::uint64_t block_body_bytes(const Batch& batch) {
 struct Measurement {
   std::int64_t samples = 0;
   std::uint64_t decompressed_bytes = 0;
-  double label_sum = 0;  // correctness: must equal the written data's
+  double label_sum = 0;            // correctness: must equal the written data's
+  std::int64_t slot_0_id_sum = 0;  // likewise (and the TensorFlow peer prints its own)
+  void add(const Batch& batch) {
+    samples += batch.size;
+    for (const float label : batch.labels) label_sum += label;
+    for (const std::int64_t id : batch.sparse[0].ids) slot_0_id_sum += id;
+  }
 };
+
+double process_cpu_seconds() {
+  timespec now{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+}
+
+double median_of(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
 
 struct Row {
   std::string name;
   std::uint64_t file_bytes = 0;
   int threads = 1;
   std::vector<double> seconds;
+  std::vector<double> cpu_seconds;  // of the whole process: every reader thread counts
   Measurement measured;
-  double median() const {
-    std::vector<double> sorted = seconds;
-    std::sort(sorted.begin(), sorted.end());
-    return sorted[sorted.size() / 2];
-  }
+  double median() const { return median_of(seconds); }
+  double median_cpu() const { return median_of(cpu_seconds); }
 };
 
-Measurement read_tfrecord(const std::string& path, const Schema& schema) {
+// Single thread: TfRecordReader (framing, CRC32C, decompression) and ExampleBatchDecoder into
+// batches of batch_size samples.
+Measurement read_tfrecord(const std::string& path, const Schema& schema, std::int64_t batch_size) {
   ExampleMapping mapping;
   mapping.schema = schema;
   ExampleBatchDecoder decoder(mapping);
@@ -134,8 +158,7 @@ Measurement read_tfrecord(const std::string& path, const Schema& schema) {
   Batch batch = Batch::empty_for(schema);
   std::span<const std::byte> record;
   auto flush = [&] {
-    for (const float label : batch.labels) measured.label_sum += label;
-    measured.samples += batch.size;
+    measured.add(batch);
     batch.size = 0;
     batch.dense.clear();
     batch.labels.clear();
@@ -147,12 +170,13 @@ Measurement read_tfrecord(const std::string& path, const Schema& schema) {
   while (reader.next(record)) {
     measured.decompressed_bytes += record.size() + 16;
     decoder.append(record, batch);
-    if (batch.size == 4096) flush();
+    if (batch.size == batch_size) flush();
   }
   flush();
   return measured;
 }
 
+// Single thread: ShardFile::read_block (read, CRC32C, zstd) straight into one batch per block.
 Measurement read_shard(const std::string& path) {
   const ShardFile file(path);
   BlockDecoder decoder;
@@ -161,27 +185,29 @@ Measurement read_shard(const std::string& path) {
   Measurement measured;
   for (std::int64_t b = 0; b < file.num_blocks(); ++b) {
     file.read_block(b, decoder, scratch, batch);
-    measured.samples += batch.size;
     measured.decompressed_bytes += block_body_bytes(batch);
-    for (const float label : batch.labels) measured.label_sum += label;
+    measured.add(batch);
   }
   return measured;
 }
 
-Measurement read_with_reader(const std::string& path, int threads) {
+// The DatasetReader, as training uses it: opening (TFRecord files are scanned for offsets), decode
+// threads, the assembly thread and the caller's next(). `decompressed_bytes` is the file's total
+// payload after decompression, measured by the direct readers.
+Measurement read_with_reader(const std::string& path, const std::optional<ExampleMapping>& mapping,
+                             int threads, bool shuffle, std::int64_t batch_size,
+                             std::uint64_t decompressed_bytes) {
   DatasetReaderOptions options;
   options.files = {path};
-  options.batch_size = 512;
+  options.example_mapping = mapping;
+  options.batch_size = batch_size;
   options.decode_threads = threads;
-  options.shuffle = true;
+  options.shuffle = shuffle;
   DatasetReader reader(options);
   Measurement measured;
   Batch batch;
-  while (reader.next(batch)) {
-    measured.samples += batch.size;
-    measured.decompressed_bytes += block_body_bytes(batch);
-    for (const float label : batch.labels) measured.label_sum += label;
-  }
+  while (reader.next(batch)) measured.add(batch);
+  measured.decompressed_bytes = decompressed_bytes;
   return measured;
 }
 
@@ -222,16 +248,21 @@ int run(int argc, char** argv) {
       options.block_samples = std::stoll(value);
     } else if (flag == "--level") {
       options.zstd_level = parse_int(value, "--level");
-    } else if (flag == "--folder") {
+    } else if (flag == "--batch") {
+      options.batch_size = std::stoll(value);
+    } else if (flag == "--folder" || flag == "--dir") {
       options.folder = value;
+    } else if (flag == "--only") {
+      options.only = value;
     } else if (flag == "--json") {
       options.json_path = value;
     } else {
       throw std::invalid_argument("unknown option " + flag + "\n" + kUsage);
     }
   }
-  if (options.samples <= 0 || options.runs <= 0 || options.threads <= 0) {
-    throw std::invalid_argument("--samples, --runs and --threads must be positive");
+  if (options.samples <= 0 || options.runs <= 0 || options.threads <= 0 ||
+      options.batch_size <= 0) {
+    throw std::invalid_argument("--samples, --runs, --threads and --batch must be positive");
   }
 
   namespace fs = std::filesystem;
@@ -250,10 +281,13 @@ int run(int argc, char** argv) {
   std::printf("# compiler: %s\n", __VERSION__);
   std::printf("# records: %lld samples of 32 categorical (1 id each), 7 dense, 2 labels\n",
               static_cast<long long>(options.samples));
+  std::printf("# batches of %lld samples (direct shard rows: one batch per block)\n",
+              static_cast<long long>(options.batch_size));
   std::printf(
       "# shard: zstd level %d, %lld samples per block; runs: 1 warm-up + %d timed, median\n",
       options.zstd_level, static_cast<long long>(options.block_samples), options.runs);
   std::printf("# files in %s (page cache warm after the warm-up run)\n", folder.string().c_str());
+  std::printf("# samples/cpu_s: samples per second of process CPU time (all threads)\n");
 
   const Schema schema = census_schema();
   const Batch data = census_batch(schema, options.samples, 17);
@@ -264,6 +298,7 @@ int run(int argc, char** argv) {
   const std::string gzip_path = (folder / "census.tfrecord.gz").string();
   const std::string zstd_path = (folder / "census-zstd.drgrad").string();
   const std::string stored_path = (folder / "census-none.drgrad").string();
+  std::uint64_t tfrecord_payload_bytes = 0;  // records plus their 16 framing bytes
   {
     TfRecordWriter plain(plain_path);
     TfRecordWriter gzip(gzip_path, {Compression::gzip, -1});
@@ -271,6 +306,7 @@ int run(int argc, char** argv) {
       const std::string record = example_of(schema, data, row);
       plain.write(record);
       gzip.write(record);
+      tfrecord_payload_bytes += record.size() + 16;
     }
     plain.close();
     gzip.close();
@@ -278,25 +314,57 @@ int run(int argc, char** argv) {
                 {shard::BlockCodec::zstd, options.zstd_level, options.block_samples});
     write_shard(stored_path, schema, data, {shard::BlockCodec::none, 0, options.block_samples});
   }
+  for (const std::string& path : {plain_path, gzip_path, zstd_path, stored_path}) {
+    std::printf("# file: %s\n", path.c_str());
+  }
+  const std::uint64_t shard_payload_bytes = read_shard(stored_path).decompressed_bytes;
 
+  ExampleMapping mapping;
+  mapping.schema = schema;
   struct Case {
     std::string name;
     std::string path;
     int threads;
     std::function<Measurement()> read;
   };
-  const std::vector<Case> cases = {
-      {"tfrecord_example_none", plain_path, 1, [&] { return read_tfrecord(plain_path, schema); }},
-      {"tfrecord_example_gzip", gzip_path, 1, [&] { return read_tfrecord(gzip_path, schema); }},
+  const std::int64_t batch_size = options.batch_size;
+  std::vector<Case> cases = {
+      {"tfrecord_example_none", plain_path, 1,
+       [&] { return read_tfrecord(plain_path, schema, batch_size); }},
+      {"tfrecord_example_gzip", gzip_path, 1,
+       [&] { return read_tfrecord(gzip_path, schema, batch_size); }},
       {"shard_zstd", zstd_path, 1, [&] { return read_shard(zstd_path); }},
       {"shard_none", stored_path, 1, [&] { return read_shard(stored_path); }},
-      {"reader_shard_zstd", zstd_path, options.threads,
-       [&] { return read_with_reader(zstd_path, options.threads); }},
   };
+  // The reader rows, in file order: with one decode thread, then with --threads.
+  std::vector<int> reader_threads = {1};
+  if (options.threads != 1) reader_threads.push_back(options.threads);
+  for (const int threads : reader_threads) {
+    cases.push_back({"reader_tfrecord_none", plain_path, threads, [&, threads] {
+                       return read_with_reader(plain_path, mapping, threads, false, batch_size,
+                                               tfrecord_payload_bytes);
+                     }});
+    cases.push_back({"reader_tfrecord_gzip", gzip_path, threads, [&, threads] {
+                       return read_with_reader(gzip_path, mapping, threads, false, batch_size,
+                                               tfrecord_payload_bytes);
+                     }});
+    cases.push_back({"reader_shard_zstd", zstd_path, threads, [&, threads] {
+                       return read_with_reader(zstd_path, std::nullopt, threads, false, batch_size,
+                                               shard_payload_bytes);
+                     }});
+  }
+  cases.push_back({"reader_shard_zstd_shuffled", zstd_path, options.threads, [&] {
+                     return read_with_reader(zstd_path, std::nullopt, options.threads, true,
+                                             batch_size, shard_payload_bytes);
+                   }});
+
+  std::int64_t expected_slot_0_id_sum = 0;
+  for (const std::int64_t id : data.sparse[0].ids) expected_slot_0_id_sum += id;
 
   std::vector<Row> rows;
   bool all_correct = true;
   for (const Case& item : cases) {
+    if (!options.only.empty() && item.name.find(options.only) == std::string::npos) continue;
     Row row;
     row.name = item.name;
     row.threads = item.threads;
@@ -304,43 +372,56 @@ int run(int argc, char** argv) {
     item.read();  // warm-up
     for (int run = 0; run < options.runs; ++run) {
       const auto start = std::chrono::steady_clock::now();
+      const double cpu_start = process_cpu_seconds();
       row.measured = item.read();
+      row.cpu_seconds.push_back(process_cpu_seconds() - cpu_start);
       row.seconds.push_back(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
-    if (row.measured.samples != options.samples || row.measured.label_sum != expected_label_sum) {
-      std::fprintf(
-          stderr, "io_bench: %s read %lld samples (label sum %.1f), expected %lld (%.1f)\n",
-          item.name.c_str(), static_cast<long long>(row.measured.samples), row.measured.label_sum,
-          static_cast<long long>(options.samples), expected_label_sum);
+    if (row.measured.samples != options.samples || row.measured.label_sum != expected_label_sum ||
+        row.measured.slot_0_id_sum != expected_slot_0_id_sum) {
+      std::fprintf(stderr,
+                   "io_bench: %s read %lld samples (label sum %.1f, slot_0 id sum %lld), expected "
+                   "%lld (%.1f, %lld)\n",
+                   item.name.c_str(), static_cast<long long>(row.measured.samples),
+                   row.measured.label_sum, static_cast<long long>(row.measured.slot_0_id_sum),
+                   static_cast<long long>(options.samples), expected_label_sum,
+                   static_cast<long long>(expected_slot_0_id_sum));
       all_correct = false;
     }
     rows.push_back(row);
   }
 
-  std::printf("%-24s %8s %12s %14s %16s %14s %10s\n", "format", "threads", "file_MB", "samples/s",
-              "samples/s/core", "decomp_MB/s", "median_s");
+  std::printf("%-28s %7s %9s %12s %14s %12s %10s %10s\n", "format", "threads", "file_MB",
+              "samples/s", "samples/cpu_s", "decomp_MB/s", "median_s", "cpu_s");
   for (const Row& row : rows) {
     const double seconds = row.median();
-    const double rate = static_cast<double>(row.measured.samples) / seconds;
-    std::printf("%-24s %8d %12.2f %14.0f %16.0f %14.1f %10.4f\n", row.name.c_str(), row.threads,
-                row.file_bytes / 1e6, rate, rate / row.threads,
-                row.measured.decompressed_bytes / 1e6 / seconds, seconds);
+    const double samples = static_cast<double>(row.measured.samples);
+    std::printf("%-28s %7d %9.2f %12.0f %14.0f %12.1f %10.4f %10.4f\n", row.name.c_str(),
+                row.threads, row.file_bytes / 1e6, samples / seconds, samples / row.median_cpu(),
+                row.measured.decompressed_bytes / 1e6 / seconds, seconds, row.median_cpu());
   }
-  std::printf("# correctness: %s (every row read all %lld samples, label sum %.1f as written)\n",
-              all_correct ? "ok" : "FAILED", static_cast<long long>(options.samples),
-              expected_label_sum);
+  std::printf(
+      "# correctness: %s (every row read all %lld samples, label sum %.1f, slot_0 id sum %lld, "
+      "as written)\n",
+      all_correct ? "ok" : "FAILED", static_cast<long long>(options.samples), expected_label_sum,
+      static_cast<long long>(expected_slot_0_id_sum));
 
   if (!options.json_path.empty()) {
     std::ofstream json(options.json_path);
     json << "{\n  \"benchmark\": \"io_bench\",\n  \"samples\": " << options.samples
-         << ",\n  \"cpu\": \"" << cpu_model() << "\",\n  \"rows\": [\n";
+         << ",\n  \"batch_size\": " << options.batch_size << ",\n  \"cpu\": \"" << cpu_model()
+         << "\",\n  \"hardware_threads\": " << std::thread::hardware_concurrency()
+         << ",\n  \"compiler\": \"" << __VERSION__ << "\",\n  \"folder\": \"" << folder.string()
+         << "\",\n  \"rows\": [\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& row = rows[i];
       const double seconds = row.median();
       json << "    {\"format\": \"" << row.name << "\", \"threads\": " << row.threads
            << ", \"file_bytes\": " << row.file_bytes << ", \"median_seconds\": " << seconds
+           << ", \"median_cpu_seconds\": " << row.median_cpu()
            << ", \"samples_per_second\": " << row.measured.samples / seconds
+           << ", \"samples_per_cpu_second\": " << row.measured.samples / row.median_cpu()
            << ", \"decompressed_mb_per_second\": "
            << row.measured.decompressed_bytes / 1e6 / seconds << "}"
            << (i + 1 < rows.size() ? "," : "") << "\n";
