@@ -2,6 +2,8 @@
 // TFRecord/Example to shards, checked by reading the shards back.
 #include <catch2/catch.hpp>
 
+#include "tests/support/shared_data.h"
+
 #include <cmath>
 #include <sstream>
 
@@ -59,6 +61,7 @@ std::vector<std::vector<std::string>> census_rows(const std::string& path) {
 }  // namespace
 
 TEST_CASE("convert census sample with the census schema file", "[convert][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   TemporaryFolder folder;
   const CsvConversionSpec spec =
       load_csv_spec(std::string(DRGRAD_SOURCE_DIR) + "/configs/census_schema.toml");
@@ -169,6 +172,7 @@ TEST_CASE("convert csv reports malformed rows with file and line", "[convert]") 
 
 TEST_CASE("convert tfrecord examples to shards keeps every record in order",
           "[convert][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   TemporaryFolder folder;
   ExampleMapping mapping;
   mapping.schema.dense_features = {"body_mass_g", "culmen_depth_mm", "culmen_length_mm",

@@ -2,6 +2,8 @@
 // encoding, the TensorFlow-written files of shared/data, and the mapping onto io::Batch.
 #include <catch2/catch.hpp>
 
+#include "tests/support/shared_data.h"
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -136,6 +138,7 @@ TEST_CASE("example decoder reports malformed bytes without crashing", "[example]
 }
 
 TEST_CASE("example decodes every criteo record written by TensorFlow", "[example][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   for (const auto& [file, count] : std::vector<std::pair<std::string, std::size_t>>{
            {"criteo_sample.tr.tfrecords", 160}, {"criteo_sample.te.tfrecords", 40}}) {
     const auto records = read_records(shared_tfrecord(file));
@@ -164,6 +167,7 @@ TEST_CASE("example decodes every criteo record written by TensorFlow", "[example
 }
 
 TEST_CASE("example decodes the gzip penguin records written by Beam", "[example][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   for (const auto& [file, count] : std::vector<std::pair<std::string, std::size_t>>{
            {"penguin-train.tfrecord.gz", 234}, {"penguin-eval.tfrecord.gz", 100}}) {
     const auto records = read_records(shared_tfrecord(file));
@@ -183,6 +187,7 @@ TEST_CASE("example decodes the gzip penguin records written by Beam", "[example]
 }
 
 TEST_CASE("example batch decoder maps criteo features onto a batch", "[example][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   ExampleBatchDecoder decoder(mapping_of(criteo_schema()));
   const auto records = read_records(shared_tfrecord("criteo_sample.te.tfrecords"));
   Batch batch = Batch::empty_for(decoder.schema());

@@ -2,6 +2,8 @@
 // save/restore of the position, TFRecord input, and skipping damaged blocks.
 #include <catch2/catch.hpp>
 
+#include "tests/support/shared_data.h"
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -223,6 +225,7 @@ TEST_CASE("reader drop_remainder keeps only full batches and never spans epochs"
 
 TEST_CASE("reader reads TensorFlow criteo files split by record ranges among ranks",
           "[reader][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   Schema schema;
   for (int i = 1; i <= 13; ++i) schema.dense_features.push_back(numbered("I", i));
   for (int i = 1; i <= 26; ++i) schema.sparse_slots.push_back({numbered("C", i), 0});
@@ -264,6 +267,7 @@ TEST_CASE("reader reads TensorFlow criteo files split by record ranges among ran
 }
 
 TEST_CASE("reader reads gzip penguin files as whole-file units", "[reader][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   ExampleMapping mapping;
   mapping.schema.dense_features = {"body_mass_g", "culmen_depth_mm", "culmen_length_mm",
                                    "flipper_length_mm"};

@@ -2,6 +2,8 @@
 // files, compression detection, seeking.
 #include <catch2/catch.hpp>
 
+#include "tests/support/shared_data.h"
+
 #include <string>
 #include <vector>
 
@@ -90,6 +92,7 @@ TEST_CASE("tfrecord detection recognises each compression by its first bytes", "
 
 TEST_CASE("tfrecord reads TensorFlow-written criteo files with their record counts",
           "[tfrecord][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   CHECK(count_tfrecords(shared_tfrecord("criteo_sample.tr.tfrecords")) == 160);
   CHECK(count_tfrecords(shared_tfrecord("criteo_sample.te.tfrecords")) == 40);
   const auto records = read_all(shared_tfrecord("criteo_sample.te.tfrecords"), Compression::none);
@@ -99,6 +102,7 @@ TEST_CASE("tfrecord reads TensorFlow-written criteo files with their record coun
 
 TEST_CASE("tfrecord reads Beam-written gzip penguin files with their record counts",
           "[tfrecord][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   Compression detected = Compression::none;
   auto source = open_file_source(shared_tfrecord("penguin-train.tfrecord.gz"), Compression::detect,
                                  &detected);
@@ -109,6 +113,7 @@ TEST_CASE("tfrecord reads Beam-written gzip penguin files with their record coun
 
 TEST_CASE("tfrecord rewriting TensorFlow's records reproduces the file byte for byte",
           "[tfrecord][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   TemporaryFolder folder;
   const std::string original = shared_tfrecord("criteo_sample.te.tfrecords");
   TfRecordWriter writer(folder.file("copy.tfrecord"));
@@ -118,6 +123,7 @@ TEST_CASE("tfrecord rewriting TensorFlow's records reproduces the file byte for 
 }
 
 TEST_CASE("tfrecord reader seeks to a record offset in uncompressed files", "[tfrecord]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   TemporaryFolder folder;
   const auto payloads = sample_payloads();
   const std::string path = folder.file("seek.tfrecord");
