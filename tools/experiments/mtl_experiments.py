@@ -53,10 +53,11 @@ SUITES = {
                         "tasks.0.positive_weight=3.0"])],
     "synthetic": [
         ("DRGrad generator, cooperating (cos theta = 0.5)", "configs/mmoe.toml",
-         ["data.generator=drgrad_synthetic", "data.cos_theta=0.5", "data.train_samples=10000"]),
+         ["data.generator=drgrad_synthetic", "data.cos_theta=0.5", "data.train_samples=10000",
+          "tasks.0.label=label1", "tasks.1.label=label2"]),
         ("DRGrad generator, conflicting (cos theta = -0.5)", "configs/mmoe.toml",
-         ["data.generator=drgrad_synthetic", "data.cos_theta=-0.5",
-          "data.train_samples=10000"]),
+         ["data.generator=drgrad_synthetic", "data.cos_theta=-0.5", "data.train_samples=10000",
+          "tasks.0.label=label1", "tasks.1.label=label2"]),
     ] + [(f"MMoE generator, correlation {p}, 5,000 training samples", "configs/mmoe.toml",
           [f"data.correlation={p}", "data.train_samples=5000", "data.sparse_slots=4"])
          for p in ("1.0", "0.5", "0.0", "-0.5")],
