@@ -20,6 +20,21 @@ inline unsigned grid_for(std::int64_t n) {
   return static_cast<unsigned>(std::clamp<std::int64_t>(blocks, 1, 65535 * 8));
 }
 
+// Sum of `value` over the block (blockDim.x == kBlockSize, a power of two), valid in thread 0.
+// The tree has a fixed shape, so the result never depends on scheduling. Every thread of the
+// block must call it.
+template <typename T>
+__device__ T block_sum(T value) {
+  __shared__ T partial[kBlockSize];
+  partial[threadIdx.x] = value;
+  __syncthreads();
+  for (int half = kBlockSize / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  return partial[0];
+}
+
 inline cudaStream_t stream_of(const Context& ctx) {
   return static_cast<cudaStream_t>(ctx.stream);
 }

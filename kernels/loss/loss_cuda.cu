@@ -23,19 +23,6 @@ __device__ float sigmoid(float x) {
   return x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x));
 }
 
-// Sum of `value` over the block (blockDim.x == kBlockSize, a power of two), valid in thread 0.
-// The tree has a fixed shape, so the result does not depend on scheduling.
-__device__ float block_sum(float value) {
-  __shared__ float partial[kBlockSize];
-  partial[threadIdx.x] = value;
-  __syncthreads();
-  for (int half = kBlockSize / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  return partial[0];
-}
-
 template <TaskLoss kLoss>
 __global__ void task_loss_kernel(TaskLossColumn<float> column, float positive_weight,
                                  float* block_sums) {

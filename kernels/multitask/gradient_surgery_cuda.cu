@@ -19,17 +19,6 @@ struct TaskWeights {
   double value[kMaxSurgeryTasks];
 };
 
-__device__ double block_sum(double value) {
-  __shared__ double partial[kBlockSize];
-  partial[threadIdx.x] = value;
-  __syncthreads();
-  for (int half = kBlockSize / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  return partial[0];
-}
-
 // blockIdx.y is the pair (first[p], second[p]); blockIdx.x one of kGramBlocks partial sums.
 __global__ void gram_partials_kernel(const float* gradients, std::int64_t n, const int* first,
                                      const int* second, double* partials) {

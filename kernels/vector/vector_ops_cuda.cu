@@ -45,19 +45,6 @@ __global__ void multiply_kernel(std::int64_t n, float alpha, const float* a, con
   }
 }
 
-// Sum of `value` over the block (blockDim.x == kBlockSize, a power of two), valid in thread 0;
-// the tree's shape is fixed.
-__device__ double block_sum(double value) {
-  __shared__ double partial[kBlockSize];
-  partial[threadIdx.x] = value;
-  __syncthreads();
-  for (int half = kBlockSize / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  return partial[0];
-}
-
 // Pass 1: block k sums the products at indices congruent to its threads modulo the grid's
 // thread count, each thread in increasing order, then the block's tree.
 __global__ void dot_partials_kernel(std::int64_t n, const float* x, const float* y,
