@@ -53,11 +53,19 @@ void EmbeddingBag<T>::forward(const io::SparseColumn& column, std::int64_t batch
       }
     }
   }
-  // Distinct rows, and for each the samples that hold it (in sample order).
+  // Distinct rows, and for each the samples that hold it (in sample order): positions ordered
+  // by row, stably. Small vocabularies use a counting sort (O(ids + vocabulary)).
   std::vector<std::int64_t> order(rows.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::int64_t a, std::int64_t b) { return rows[a] < rows[b]; });
+  if (spec_.vocabulary_size <= 2 * num_ids + 1024) {
+    std::vector<std::int64_t> starts(static_cast<std::size_t>(spec_.vocabulary_size) + 1, 0);
+    for (const std::int64_t row : rows) ++starts[row + 1];
+    for (std::size_t r = 1; r < starts.size(); ++r) starts[r] += starts[r - 1];
+    for (std::int64_t i = 0; i < num_ids; ++i) order[starts[rows[i]]++] = i;
+  } else {
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::int64_t a, std::int64_t b) { return rows[a] < rows[b]; });
+  }
   std::vector<std::int64_t> sample_of(rows.size());
   for (std::int64_t b = 0; b < batch; ++b) {
     for (std::int64_t i = column.offsets[b]; i < column.offsets[b + 1]; ++i) sample_of[i] = b;
