@@ -3,20 +3,73 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <unordered_map>
+#include <vector>
 
 namespace drgrad::kernels {
 
 namespace cpu {
+namespace {
+// Training allocates tensors of the same few sizes every step; reusing freed blocks by size
+// avoids the page faults and zero-filling of fresh allocations (about a tenth of a CPU step,
+// docs/benchmarks.md). At most kMaxCachedBytes stay cached; the rest goes back to the system.
+class BlockCache {
+ public:
+  static constexpr std::size_t kMaxCachedBytes = std::size_t(1) << 30;
+
+  void* take(std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto found = free_.find(bytes);
+    if (found == free_.end() || found->second.empty()) return nullptr;
+    void* pointer = found->second.back();
+    found->second.pop_back();
+    cached_bytes_ -= bytes;
+    return pointer;
+  }
+  // Returns false when the cache is full (the caller frees the block).
+  bool give(void* pointer, std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cached_bytes_ + bytes > kMaxCachedBytes) return false;
+    free_[bytes].push_back(pointer);
+    cached_bytes_ += bytes;
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::size_t cached_bytes_ = 0;
+};
+
+// Never destroyed: tensors may still be released during static destruction.
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache();
+  return *cache;
+}
+
+// Each block starts with a 64-byte header holding its rounded size, so release() can file it.
+constexpr std::size_t kHeader = 64;
+}  // namespace
+
 void* allocate(std::size_t bytes) {
   if (bytes == 0) return nullptr;
   const std::size_t rounded = (bytes + 63) / 64 * 64;
-  void* pointer = std::aligned_alloc(64, rounded);
-  if (pointer == nullptr) throw std::bad_alloc();
-  return pointer;
+  void* block = block_cache().take(rounded);
+  if (block == nullptr) {
+    block = std::aligned_alloc(64, rounded + kHeader);
+    if (block == nullptr) throw std::bad_alloc();
+    *static_cast<std::size_t*>(block) = rounded;
+  }
+  return static_cast<char*>(block) + kHeader;
 }
+
 void release(void* pointer) {
-  std::free(pointer);
+  if (pointer == nullptr) return;
+  void* block = static_cast<char*>(pointer) - kHeader;
+  const std::size_t rounded = *static_cast<std::size_t*>(block);
+  if (!block_cache().give(block, rounded)) std::free(block);
 }
 }  // namespace cpu
 
