@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -100,7 +101,7 @@ def main():
             with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
                 for model in models:
                     for seed in range(1, args.seeds + 1):
-                        slug = f"{suite}-{abs(hash(setting)) % 10**6}-{model}-{seed}"
+                        slug = f"{suite}-{zlib.crc32(setting.encode()):08x}-{model}-{seed}"
                         slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in slug)
                         run_dir = f"runs/experiments/{slug}"
                         # The setting's overrides come last: they win over the model's.
