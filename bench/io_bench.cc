@@ -48,7 +48,7 @@ struct BenchOptions {
   int zstd_level = 3;
   std::string folder;  // default: a fresh folder under the system temporary folder
   std::string json_path;
-  std::string only;  // run only the rows whose name contains this
+  std::string only;  // run only the rows of this name
 };
 
 const char* kUsage =
@@ -61,7 +61,7 @@ const char* kUsage =
     "  --level L         zstd level of the shard (3)\n"
     "  --folder DIR      where the data files go and stay (default: a temporary folder,\n"
     "                    removed afterwards); --dir is the same\n"
-    "  --only TEXT       run only the rows whose name contains TEXT (e.g. for a profiler)\n"
+    "  --only NAME       run only the rows named NAME (e.g. shard_zstd, for a profiler)\n"
     "  --json FILE       also write the results as JSON\n";
 
 Schema census_schema() {
@@ -118,6 +118,7 @@ struct Measurement {
   std::uint64_t decompressed_bytes = 0;
   double label_sum = 0;            // correctness: must equal the written data's
   std::int64_t slot_0_id_sum = 0;  // likewise (and the TensorFlow peer prints its own)
+  double open_seconds = 0;         // reader rows: wall time of the constructor (file scans)
   void add(const Batch& batch) {
     samples += batch.size;
     for (const float label : batch.labels) label_sum += label;
@@ -142,9 +143,11 @@ struct Row {
   int threads = 1;
   std::vector<double> seconds;
   std::vector<double> cpu_seconds;  // of the whole process: every reader thread counts
+  std::vector<double> open_seconds;
   Measurement measured;
   double median() const { return median_of(seconds); }
   double median_cpu() const { return median_of(cpu_seconds); }
+  double median_open() const { return median_of(open_seconds); }
 };
 
 // Single thread: TfRecordReader (framing, CRC32C, decompression) and ExampleBatchDecoder into
@@ -203,11 +206,15 @@ Measurement read_with_reader(const std::string& path, const std::optional<Exampl
   options.batch_size = batch_size;
   options.decode_threads = threads;
   options.shuffle = shuffle;
+  const auto open_start = std::chrono::steady_clock::now();
   DatasetReader reader(options);
+  const double open_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - open_start).count();
   Measurement measured;
   Batch batch;
   while (reader.next(batch)) measured.add(batch);
   measured.decompressed_bytes = decompressed_bytes;
+  measured.open_seconds = open_seconds;
   return measured;
 }
 
@@ -287,7 +294,9 @@ int run(int argc, char** argv) {
       "# shard: zstd level %d, %lld samples per block; runs: 1 warm-up + %d timed, median\n",
       options.zstd_level, static_cast<long long>(options.block_samples), options.runs);
   std::printf("# files in %s (page cache warm after the warm-up run)\n", folder.string().c_str());
-  std::printf("# samples/cpu_s: samples per second of process CPU time (all threads)\n");
+  std::printf(
+      "# samples/cpu_s: samples per second of process CPU time (all threads); open_s: of\n"
+      "# median_s, the DatasetReader constructor (it scans TFRecord files for offsets)\n");
 
   const Schema schema = census_schema();
   const Batch data = census_batch(schema, options.samples, 17);
@@ -364,7 +373,7 @@ int run(int argc, char** argv) {
   std::vector<Row> rows;
   bool all_correct = true;
   for (const Case& item : cases) {
-    if (!options.only.empty() && item.name.find(options.only) == std::string::npos) continue;
+    if (!options.only.empty() && item.name != options.only) continue;
     Row row;
     row.name = item.name;
     row.threads = item.threads;
@@ -375,6 +384,7 @@ int run(int argc, char** argv) {
       const double cpu_start = process_cpu_seconds();
       row.measured = item.read();
       row.cpu_seconds.push_back(process_cpu_seconds() - cpu_start);
+      row.open_seconds.push_back(row.measured.open_seconds);
       row.seconds.push_back(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
@@ -392,14 +402,15 @@ int run(int argc, char** argv) {
     rows.push_back(row);
   }
 
-  std::printf("%-28s %7s %9s %12s %14s %12s %10s %10s\n", "format", "threads", "file_MB",
-              "samples/s", "samples/cpu_s", "decomp_MB/s", "median_s", "cpu_s");
+  std::printf("%-28s %7s %9s %12s %14s %12s %10s %10s %8s\n", "format", "threads", "file_MB",
+              "samples/s", "samples/cpu_s", "decomp_MB/s", "median_s", "cpu_s", "open_s");
   for (const Row& row : rows) {
     const double seconds = row.median();
     const double samples = static_cast<double>(row.measured.samples);
-    std::printf("%-28s %7d %9.2f %12.0f %14.0f %12.1f %10.4f %10.4f\n", row.name.c_str(),
+    std::printf("%-28s %7d %9.2f %12.0f %14.0f %12.1f %10.4f %10.4f %8.4f\n", row.name.c_str(),
                 row.threads, row.file_bytes / 1e6, samples / seconds, samples / row.median_cpu(),
-                row.measured.decompressed_bytes / 1e6 / seconds, seconds, row.median_cpu());
+                row.measured.decompressed_bytes / 1e6 / seconds, seconds, row.median_cpu(),
+                row.median_open());
   }
   std::printf(
       "# correctness: %s (every row read all %lld samples, label sum %.1f, slot_0 id sum %lld, "
@@ -420,6 +431,7 @@ int run(int argc, char** argv) {
       json << "    {\"format\": \"" << row.name << "\", \"threads\": " << row.threads
            << ", \"file_bytes\": " << row.file_bytes << ", \"median_seconds\": " << seconds
            << ", \"median_cpu_seconds\": " << row.median_cpu()
+           << ", \"median_open_seconds\": " << row.median_open()
            << ", \"samples_per_second\": " << row.measured.samples / seconds
            << ", \"samples_per_cpu_second\": " << row.measured.samples / row.median_cpu()
            << ", \"decompressed_mb_per_second\": "
