@@ -194,3 +194,28 @@ TEST_CASE("convert tfrecord examples to shards keeps every record in order",
   }
   CHECK(batches_equal(shards, direct));
 }
+
+TEST_CASE("convert the full census file into the documented train/eval split",
+          "[convert][shared-data]") {
+  TemporaryFolder folder;
+  const CsvConversionSpec spec =
+      load_csv_spec(std::string(DRGRAD_SOURCE_DIR) + "/configs/census_schema.toml");
+  CsvConversionOptions options;
+  options.inputs = {std::string(DRGRAD_SHARED_DATA_DIR) + "/census/census-income.test.gz"};
+  options.output_folder = folder.path().string();
+  const CsvConversionReport report = convert_csv_to_shards(spec, options);
+  // shared/data/README.md: line i goes to training when i % 10 < 7 (69,834 / 29,928 rows).
+  CHECK(report.train_samples == 69834);
+  CHECK(report.eval_samples == 29928);
+  REQUIRE(report.train_files.size() == 1);
+  const ShardFile train(report.train_files[0]);
+  CHECK(train.total_samples() == 69834);
+  CHECK(train.schema().fingerprint() == report.schema.fingerprint());
+  // Every categorical column of the file has at least two distinct values.
+  for (const auto& slot : report.schema.sparse_slots) CHECK(slot.vocabulary_size >= 3);
+  // About 6 % earn more than 50000 (census-income.names: 93.8 % below).
+  const Batch eval = read_shards(report.eval_files);
+  double income = 0;
+  for (std::int64_t row = 0; row < eval.size; ++row) income += eval.labels[row * 2 + 1];
+  CHECK(income / static_cast<double>(eval.size) == Approx(0.062).margin(0.01));
+}
