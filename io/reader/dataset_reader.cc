@@ -8,6 +8,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -264,6 +265,12 @@ void DatasetReader::Impl::open_files() {
       skipped_at_open += shards[i]->corrupt_records_skipped();
       if (!chosen) chosen = shards[i]->schema();
     } else if (!options.example_mapping) {
+      if (std::filesystem::file_size(path) == 0) {
+        throw CorruptRecordError(RecordLocation{path, 0, 0, false},
+                                 "the file is empty (neither a shard nor TFRecord data)",
+                                 "the writer probably crashed before writing anything; re-create "
+                                 "the file or leave it out");
+      }
       throw std::invalid_argument("DatasetReader: '" + path +
                                   "' is a TFRecord file; give example_mapping to say which "
                                   "Example features are dense, sparse and labels");

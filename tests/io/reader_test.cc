@@ -462,3 +462,16 @@ TEST_CASE("reader retry after a read error continues exactly as if nothing faile
   CHECK(errors == 1);
   CHECK(same_batches(batches, reference));
 }
+
+TEST_CASE("reader reports an empty shard file as corrupt", "[reader]") {
+  ShardSet set;
+  write_whole_file(set.files[1], "");
+  auto options = options_for(set);
+  try {
+    DatasetReader reader(options);
+    FAIL("no error");
+  } catch (const CorruptRecordError& error) {
+    CHECK(error.location().file == set.files[1]);
+    CHECK_THAT(error.what(), Catch::Contains("empty"));
+  }
+}
