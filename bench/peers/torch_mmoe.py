@@ -48,10 +48,15 @@ class Mmoe(nn.Module):
     experts; a tower per task ending in one logit."""
 
     def __init__(self, vocabularies, num_dense, embedding_dim, num_experts, expert_units,
-                 tower_units, num_tasks):
+                 tower_units, num_tasks, fused_embeddings=False):
         super().__init__()
+        # fused: one table holding every slot's rows one after the other, looked up once for all
+        # slots (one id per sample and slot, so each bag is a single row).
+        self.fused_embeddings = fused_embeddings
+        self.embedding_dim = embedding_dim
+        tables = [sum(vocabularies)] if fused_embeddings else vocabularies
         self.embeddings = nn.ModuleList(
-            nn.EmbeddingBag(v, embedding_dim, mode="sum") for v in vocabularies)
+            nn.EmbeddingBag(v, embedding_dim, mode="sum") for v in tables)
         for bag in self.embeddings:
             nn.init.uniform_(bag.weight, -0.05, 0.05)
         width = num_dense + embedding_dim * len(vocabularies)
@@ -80,7 +85,10 @@ class Mmoe(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, dense, ids, offsets):
-        pooled = [bag(ids[s], offsets) for s, bag in enumerate(self.embeddings)]
+        if self.fused_embeddings:  # ids: [batch * slots], sample-major, already offset per slot
+            pooled = [self.embeddings[0](ids, offsets).view(dense.shape[0], -1)]
+        else:
+            pooled = [bag(ids[s], offsets) for s, bag in enumerate(self.embeddings)]
         x = torch.cat([dense] + pooled, dim=1)
         hidden = x.unsqueeze(0).expand(self.expert_weights[0].shape[0], -1, -1)
         for weight, bias in zip(self.expert_weights, self.expert_biases):
@@ -138,6 +146,8 @@ def main():
     parser.add_argument("--expert-units", default="64")
     parser.add_argument("--tower-units", default="32")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--embeddings", choices=("per_slot", "fused"), default="per_slot",
+                        help="one EmbeddingBag per slot (like drgrad), or one table for all")
     parser.add_argument("--json")
     options = parser.parse_args()
 
@@ -154,15 +164,21 @@ def main():
     tower_units = [int(u) for u in options.tower_units.split(",")]
 
     batches = []
-    offsets = torch.arange(options.batch, dtype=torch.int64)
+    fused = options.embeddings == "fused"
+    num_slots = len(vocabularies)
+    offsets = torch.arange(options.batch * (num_slots if fused else 1), dtype=torch.int64)
+    slot_starts = np.cumsum([0] + vocabularies[:-1]).astype(np.int64)
     for b in range(num_batches):
         rows = slice(b * options.batch, (b + 1) * options.batch)
-        batches.append((torch.from_numpy(dense[rows].copy()),
-                        [torch.from_numpy(ids[s, rows].copy()) for s in range(len(vocabularies))],
+        if fused:
+            batch_ids = torch.from_numpy((ids[:, rows].T + slot_starts).reshape(-1).copy())
+        else:
+            batch_ids = [torch.from_numpy(ids[s, rows].copy()) for s in range(num_slots)]
+        batches.append((torch.from_numpy(dense[rows].copy()), batch_ids,
                         torch.from_numpy(labels[rows].copy())))
 
     model = Mmoe(vocabularies, num_dense, options.embedding_dim, options.experts, expert_units,
-                 tower_units, num_tasks)
+                 tower_units, num_tasks, fused)
     # The fused CPU Adam (one kernel over all parameters) is torch's fastest; drgrad's Adam
     # updates every dense parameter per step too.
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
@@ -178,7 +194,8 @@ def main():
           f"MKL {torch.backends.mkl.is_available()}, "
           f"oneDNN {torch.backends.mkldnn.is_available()}, "
           f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}")
-    print(f"# data: {options.data}: {len(vocabularies)} slots (EmbeddingBag sum, dim "
+    print(f"# data: {options.data}: {len(vocabularies)} slots ({options.embeddings} "
+          f"EmbeddingBag sum, dim "
           f"{options.embedding_dim}), {num_dense} dense, {num_tasks} binary tasks; "
           f"{num_batches} pre-built batches cycled")
     print(f"# model: mmoe, input width {num_dense + options.embedding_dim * len(vocabularies)}, "
@@ -243,6 +260,7 @@ def main():
                       "threads": torch.get_num_threads(),
                       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")},
             "config": {"backbone": "mmoe", "device": "cpu", "batch": options.batch,
+                       "embeddings": options.embeddings,
                        "slots": len(vocabularies), "dense": int(num_dense), "tasks": int(num_tasks),
                        "embedding_dim": options.embedding_dim, "experts": options.experts,
                        "expert_units": expert_units, "tower_units": tower_units,
