@@ -96,11 +96,17 @@ class WireCursor {
   std::size_t position_ = 0;
 };
 
-void require_wire_type(const WireCursor& cursor, std::uint32_t actual, std::uint32_t expected,
-                       const char* what) {
-  if (actual != expected) {
-    cursor.fail(std::string(what) + " has wire type " + std::to_string(actual) + ", expected " +
-                std::to_string(expected));
+[[noreturn]] [[gnu::noinline]] void wrong_wire_type(const WireCursor& cursor, std::uint32_t actual,
+                                                    std::uint32_t expected, const char* what) {
+  cursor.fail(std::string(what) + " has wire type " + std::to_string(actual) + ", expected " +
+              std::to_string(expected));
+}
+
+// The check inlines into the parsers; only the (cold) error path is a call.
+inline void require_wire_type(const WireCursor& cursor, std::uint32_t actual,
+                              std::uint32_t expected, const char* what) {
+  if (actual != expected) [[unlikely]] {
+    wrong_wire_type(cursor, actual, expected, what);
   }
 }
 

@@ -106,10 +106,22 @@ void ExampleBatchDecoder::append_unchecked(std::span<const std::byte> record, Ba
     return value;
   };
 
+  std::size_t feature_index = 0;
   for_each_feature(record, [&](const FeatureView& view) {
-    const auto found = targets_.find(view.name);
-    if (found == targets_.end()) return;  // features the mapping does not use are ignored
-    const Target target = found->second;
+    // Writers emit features in the same order record after record: guess the target from the
+    // previous record's order and fall back to the hash lookup when the guess is wrong.
+    const std::size_t index = feature_index++;
+    if (index >= predicted_.size()) predicted_.resize(index + 1);
+    Prediction& prediction = predicted_[index];
+    if (!prediction.valid || prediction.name != view.name) {
+      const auto entry = targets_.find(view.name);
+      prediction.valid = true;
+      prediction.name.assign(view.name);
+      prediction.mapped = entry != targets_.end();
+      if (prediction.mapped) prediction.target = entry->second;
+    }
+    if (!prediction.mapped) return;  // features the mapping does not use are ignored
+    const Target target = prediction.target;
     switch (target.role) {
       case Role::dense:
         batch.dense[dense_base + target.index] = single_value(view, "dense");

@@ -74,6 +74,15 @@ class ExampleBatchDecoder {
 
   ExampleMapping mapping_;
   std::unordered_map<std::string, Target, TransparentHash, std::equal_to<>> targets_;
+  // What the previous records' features at each position mapped to (copied by value, so the
+  // decoder stays safely copyable).
+  struct Prediction {
+    bool valid = false;
+    bool mapped = false;
+    std::string name;
+    Target target{Role::dense, 0};
+  };
+  std::vector<Prediction> predicted_;
   // Scratch, reused across records.
   std::vector<unsigned char> seen_;
   std::vector<float> float_scratch_;

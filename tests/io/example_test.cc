@@ -292,3 +292,33 @@ TEST_CASE("example decoder accepts empty packed lists", "[example]") {
   append_int64_values(as_bytes(bytes_of({0x0a, 0x00})), ints);
   CHECK(ints.empty());
 }
+
+TEST_CASE("example batch decoder follows features whatever their order", "[example]") {
+  // The decoder predicts each record's feature order from the previous one; records whose order
+  // differs, or that hold extra features, must still land in the right columns.
+  Schema schema;
+  schema.dense_features = {"a", "b"};
+  schema.labels = {"y"};
+  ExampleBatchDecoder decoder(mapping_of(schema));
+  auto single = [](const std::string& name, float value) {
+    Example example;
+    example[name] = Feature::of_floats({value});
+    return encode_example(example);  // one Features message; concatenations merge in order
+  };
+  const std::vector<std::string> records = {
+      concat({single("a", 1), single("b", 2), single("y", 3)}),
+      concat({single("y", 6), single("b", 5), single("a", 4)}),
+      concat({single("a", 7), single("unused", 0), single("b", 8), single("y", 9)}),
+      concat({single("unused", 0), single("y", 12), single("a", 10), single("b", 11)}),
+      concat({single("a", 13), single("b", 14), single("y", 15)}),
+  };
+  Batch batch = Batch::empty_for(schema);
+  for (const auto& record : records) decoder.append(as_bytes(record), batch);
+  CHECK(batch.dense == std::vector<float>{1, 2, 4, 5, 7, 8, 10, 11, 13, 14});
+  CHECK(batch.labels == std::vector<float>{3, 6, 9, 12, 15});
+  // A copy decodes on its own.
+  ExampleBatchDecoder copy = decoder;
+  Batch again = Batch::empty_for(schema);
+  copy.append(as_bytes(records[1]), again);
+  CHECK(again.dense == std::vector<float>{4, 5});
+}
