@@ -43,7 +43,8 @@ struct DataConfig {
   std::int64_t input_dim = 100;
   std::int64_t sparse_slots = 0;
   std::int64_t sparse_vocabulary = 100;
-  double cos_theta = 0.5;  // drgrad_synthetic generator
+  double cos_theta = 0.5;    // drgrad_synthetic generator
+  double noise_scale = 1.0;  // generators: multiplies the label noise variance
   bool binary_labels = true;
   std::vector<std::string> train_files;
   std::vector<std::string> eval_files;

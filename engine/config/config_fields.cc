@@ -133,6 +133,10 @@ ConfigLayout build_layout() {
       DRGRAD_CONFIG_FIELD(Config, data.cos_theta,
                           "drgrad_synthetic generator: label2 = cos_theta * label1 + noise",
                           in_closed_range(-1.0, 1.0)),
+      DRGRAD_CONFIG_FIELD(Config, data.noise_scale,
+                          "generators: multiplies the label noise variance (0.01 mmoe, 0.002 "
+                          "drgrad_synthetic); larger values make tasks harder",
+                          at_least_float(0.0)),
       DRGRAD_CONFIG_FIELD(Config, data.binary_labels,
                           "generators: median-thresholded 0/1 labels instead of real targets"),
       DRGRAD_CONFIG_FIELD(Config, data.train_files, "source = \"files\": training data files"),

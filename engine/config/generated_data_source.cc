@@ -22,6 +22,7 @@ io::MmoeGeneratorOptions mmoe_generator_options(const DataConfig& data, DataSpli
   options.binary_labels = data.binary_labels;
   options.sparse_slots = data.sparse_slots;
   options.sparse_vocabulary = data.sparse_vocabulary;
+  options.noise_variance *= data.noise_scale;
   return options;
 }
 
@@ -33,6 +34,7 @@ io::DrgradGeneratorOptions drgrad_generator_options(const DataConfig& data, Data
   options.cos_theta = data.cos_theta;
   options.sparse_vocabulary = data.sparse_vocabulary;
   options.binary_labels = data.binary_labels;
+  options.noise_variance *= data.noise_scale;
   return options;
 }
 
