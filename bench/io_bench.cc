@@ -51,6 +51,19 @@ struct BenchOptions {
   std::string only;  // run only the rows of this name
 };
 
+#if defined(__clang__)
+constexpr const char* kCompiler = "clang " __clang_version__;
+#elif defined(__GNUC__)
+constexpr const char* kCompiler = "gcc " __VERSION__;
+#else
+constexpr const char* kCompiler = "unknown compiler";
+#endif
+#ifdef NDEBUG
+constexpr const char* kAssertions = "NDEBUG (optimised build)";
+#else
+constexpr const char* kAssertions = "assertions on (not a Release build: slower)";
+#endif
+
 const char* kUsage =
     "usage: io_bench [options]\n"
     "  --samples N       records written and read per format (200000)\n"
@@ -285,7 +298,7 @@ int run(int argc, char** argv) {
   std::printf("# machine: %s, %u hardware threads, %s %s\n", cpu_model().c_str(),
               std::thread::hardware_concurrency(), machine.sysname, machine.release);
   std::printf("# crc32c: %s\n", crc32c_uses_hardware() ? "SSE4.2 instruction" : "table");
-  std::printf("# compiler: %s\n", __VERSION__);
+  std::printf("# compiler: %s, %s\n", kCompiler, kAssertions);
   std::printf("# records: %lld samples of 32 categorical (1 id each), 7 dense, 2 labels\n",
               static_cast<long long>(options.samples));
   std::printf("# batches of %lld samples (direct shard rows: one batch per block)\n",
@@ -423,7 +436,7 @@ int run(int argc, char** argv) {
     json << "{\n  \"benchmark\": \"io_bench\",\n  \"samples\": " << options.samples
          << ",\n  \"batch_size\": " << options.batch_size << ",\n  \"cpu\": \"" << cpu_model()
          << "\",\n  \"hardware_threads\": " << std::thread::hardware_concurrency()
-         << ",\n  \"compiler\": \"" << __VERSION__ << "\",\n  \"folder\": \"" << folder.string()
+         << ",\n  \"compiler\": \"" << kCompiler << "\",\n  \"folder\": \"" << folder.string()
          << "\",\n  \"rows\": [\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& row = rows[i];
