@@ -49,12 +49,13 @@ fi
 # Both sides read the files the first drgrad run writes (the later rounds rewrite the same bytes:
 # the generator is seeded).
 for round in $(seq 1 "$rounds"); do
-  echo "=== drgrad io_bench, round $round"
+  echo "=== drgrad io_bench, round $round (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   "$bench" --samples "$samples" --runs "$runs" --batch "$batch" --threads "$threads" \
     --folder "$data_dir" --json "$out_dir/drgrad-r$round.json" | tee "$out_dir/drgrad-r$round.txt"
   if [ "$have_tf" = 1 ]; then
     for peer_threads in 1 "$threads"; do
-      echo "=== TensorFlow tf.data, $peer_threads thread(s), round $round"
+      echo "=== TensorFlow tf.data, $peer_threads thread(s), round $round" \
+        "(load average $(cut -d' ' -f1-3 /proc/loadavg))"
       "$python" bench/peers/tf_data_peer.py --folder "$data_dir" --runs "$runs" --batch "$batch" \
         --threads "$peer_threads" --json "$out_dir/tf-t$peer_threads-r$round.json" |
         tee "$out_dir/tf-t$peer_threads-r$round.txt"
