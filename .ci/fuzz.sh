@@ -50,10 +50,11 @@ def block(samples):
     body = struct.pack("<4I", 2, 2, 1, 0)
     body += struct.pack(f"<{2 * samples}f", *[0.5 * i for i in range(2 * samples)])
     body += struct.pack(f"<{samples}f", *[float(i % 2) for i in range(samples)])
-    for slot in range(2):
-        lengths = [(i + slot) % 3 for i in range(samples)]
-        body += struct.pack("<Q", sum(lengths)) + struct.pack(f"<{samples}I", *lengths)
-        body += struct.pack(f"<{sum(lengths)}q", *range(sum(lengths)))
+    # slot 0: one id per sample, 1-byte ids; slot 1: counted bags, 8-byte ids
+    body += struct.pack("<QBBH", samples, 1, 1, 0) + bytes(i % 10 for i in range(samples))
+    lengths = [i % 3 for i in range(samples)]
+    body += struct.pack("<QBBH", sum(lengths), 8, 0, 0) + struct.pack(f"<{samples}I", *lengths)
+    body += struct.pack(f"<{sum(lengths)}q", *range(sum(lengths)))
     return struct.pack("<IIQQ", 0, 0, samples, len(body)) + body
 
 # io::Schema::fingerprint(): FNV-1a 64 over kinds, names (each preceded by its uint64 length)
@@ -81,7 +82,7 @@ def fingerprint(dense, sparse, labels):
 schema = struct.pack("<3I", 2, 2, 1) + name("d0") + name("d1")
 schema += name("s0") + struct.pack("<q", 10) + name("s1") + struct.pack("<q", 0) + name("y")
 print_ = fingerprint(["d0", "d1"], [("s0", 10), ("s1", 0)], ["y"])
-header = b"DRGSHARD" + struct.pack("<IIiIQ", 1, 0, 0, 0, print_) + schema
+header = b"DRGSHARD" + struct.pack("<IIiIQ", 2, 0, 0, 0, print_) + schema
 shard = frame(header)
 entries = []
 for samples in (5, 3):

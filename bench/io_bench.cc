@@ -119,13 +119,6 @@ std::string example_of(const Schema& schema, const Batch& batch, std::int64_t ro
   return encode_example(example);
 }
 
-// Bytes of one decoded block body (shard_format.h): what zstd had to produce.
-std::uint64_t block_body_bytes(const Batch& batch) {
-  std::uint64_t bytes = 16 + (batch.dense.size() + batch.labels.size()) * 4;
-  for (const auto& column : batch.sparse) bytes += 8 + batch.size * 4 + column.ids.size() * 8;
-  return bytes;
-}
-
 struct Measurement {
   std::int64_t samples = 0;
   std::uint64_t decompressed_bytes = 0;
@@ -201,7 +194,7 @@ Measurement read_shard(const std::string& path) {
   Measurement measured;
   for (std::int64_t b = 0; b < file.num_blocks(); ++b) {
     file.read_block(b, decoder, scratch, batch);
-    measured.decompressed_bytes += block_body_bytes(batch);
+    measured.decompressed_bytes += decoder.last_body_bytes();  // what zstd had to produce
     measured.add(batch);
   }
   return measured;

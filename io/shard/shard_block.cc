@@ -3,8 +3,10 @@
 #include "io/shard/shard_block.h"
 
 #include <zstd.h>
+#include <algorithm>
 #include <cstring>
 #include <limits>
+#include <numeric>
 
 #include "io/util/little_endian.h"
 
@@ -189,13 +191,40 @@ void BlockEncoder::encode(const Batch& batch, std::int64_t begin, std::int64_t e
   for (const SparseColumn& column : batch.sparse) {
     const std::int64_t first = column.offsets[begin];
     const std::int64_t last = column.offsets[end];
-    append_le<std::uint64_t>(body_, static_cast<std::uint64_t>(last - first));
-    for (std::int64_t row = begin; row < end; ++row) {
-      append_le<std::uint32_t>(
-          body_, static_cast<std::uint32_t>(column.offsets[row + 1] - column.offsets[row]));
+    // The narrowest width that holds every id of the block (ids are usually small vocabulary
+    // indexes), and no per-sample counts when every sample has exactly one id: zstd then has a
+    // fraction of the bytes to produce on reading.
+    std::int64_t smallest = 0, largest = 0;
+    for (std::int64_t i = first; i < last; ++i) {
+      smallest = std::min(smallest, column.ids[i]);
+      largest = std::max(largest, column.ids[i]);
     }
-    body_.append(reinterpret_cast<const char*>(column.ids.data() + first),
-                 static_cast<std::size_t>(last - first) * sizeof(std::int64_t));
+    const std::uint8_t width = smallest < 0            ? 8
+                               : largest < (1 << 8)    ? 1
+                               : largest < (1 << 16)   ? 2
+                               : largest < (1LL << 32) ? 4
+                                                       : 8;
+    bool one_per_sample = last - first == end - begin;
+    for (std::int64_t row = begin; row < end && one_per_sample; ++row) {
+      one_per_sample = column.offsets[row + 1] - column.offsets[row] == 1;
+    }
+    append_le<std::uint64_t>(body_, static_cast<std::uint64_t>(last - first));
+    append_le<std::uint8_t>(body_, width);
+    append_le<std::uint8_t>(body_, one_per_sample ? shard::kIdsOnePerSample : shard::kIdsCounted);
+    append_le<std::uint16_t>(body_, 0);
+    if (!one_per_sample) {
+      for (std::int64_t row = begin; row < end; ++row) {
+        append_le<std::uint32_t>(
+            body_, static_cast<std::uint32_t>(column.offsets[row + 1] - column.offsets[row]));
+      }
+    }
+    const std::size_t start = body_.size();
+    body_.resize(start + static_cast<std::size_t>(last - first) * width);
+    char* out = body_.data() + start;
+    for (std::int64_t i = first; i < last; ++i, out += width) {
+      const auto id = static_cast<std::uint64_t>(column.ids[i]);
+      std::memcpy(out, &id, width);  // little-endian: the low `width` bytes
+    }
   }
 
   payload.clear();
@@ -283,6 +312,7 @@ void BlockDecoder::decode(std::span<const std::byte> payload, const Schema& sche
                             std::to_string(static_cast<std::uint32_t>(codec)));
   }
 
+  last_body_bytes_ = body.size();
   PayloadCursor cursor(body, "the block body");
   const auto num_dense = cursor.read<std::uint32_t>();
   const auto num_sparse = cursor.read<std::uint32_t>();
@@ -306,23 +336,57 @@ void BlockDecoder::decode(std::span<const std::byte> payload, const Schema& sche
   out.sparse.resize(num_sparse);
   for (std::uint32_t slot = 0; slot < num_sparse; ++slot) {
     const auto id_count = cursor.read<std::uint64_t>();
-    const auto lengths = cursor.take(checked_product(samples, sizeof(std::uint32_t), "lengths"));
-    const auto id_bytes = cursor.take(checked_product(id_count, sizeof(std::int64_t), "ids"));
+    const auto width = cursor.read<std::uint8_t>();
+    const auto layout = cursor.read<std::uint8_t>();
+    cursor.read<std::uint16_t>();
+    if (width != 1 && width != 2 && width != 4 && width != 8) {
+      throw ShardPayloadError("sparse slot " + std::to_string(slot) + " stores ids in " +
+                              std::to_string(width) + " bytes; only 1, 2, 4 or 8 exist");
+    }
     SparseColumn& column = out.sparse[slot];
     column.offsets.resize(static_cast<std::size_t>(samples) + 1);
     column.offsets[0] = 0;
-    std::uint64_t running = 0;
-    for (std::uint64_t row = 0; row < samples; ++row) {
-      running += load_le<std::uint32_t>(lengths.data() + row * sizeof(std::uint32_t));
-      column.offsets[row + 1] = static_cast<std::int64_t>(running);
+    if (layout == shard::kIdsOnePerSample) {
+      if (id_count != samples) {
+        throw ShardPayloadError("sparse slot " + std::to_string(slot) + " claims one id per " +
+                                "sample but holds " + std::to_string(id_count) + " ids for " +
+                                std::to_string(samples) + " samples");
+      }
+      std::iota(column.offsets.begin(), column.offsets.end(), std::int64_t{0});
+    } else if (layout == shard::kIdsCounted) {
+      const auto lengths = cursor.take(checked_product(samples, sizeof(std::uint32_t), "lengths"));
+      std::uint64_t running = 0;
+      for (std::uint64_t row = 0; row < samples; ++row) {
+        running += load_le<std::uint32_t>(lengths.data() + row * sizeof(std::uint32_t));
+        column.offsets[row + 1] = static_cast<std::int64_t>(running);
+      }
+      if (running != id_count) {
+        throw ShardPayloadError("sparse slot " + std::to_string(slot) +
+                                " has per-sample counts summing to " + std::to_string(running) +
+                                " but " + std::to_string(id_count) + " ids");
+      }
+    } else {
+      throw ShardPayloadError("sparse slot " + std::to_string(slot) + " has unknown id layout " +
+                              std::to_string(layout));
     }
-    if (running != id_count) {
-      throw ShardPayloadError("sparse slot " + std::to_string(slot) + " has per-sample counts " +
-                              "summing to " + std::to_string(running) + " but " +
-                              std::to_string(id_count) + " ids");
-    }
+    const auto id_bytes = cursor.take(checked_product(id_count, width, "ids"));
     column.ids.resize(static_cast<std::size_t>(id_count));
-    if (!id_bytes.empty()) std::memcpy(column.ids.data(), id_bytes.data(), id_bytes.size());
+    const auto* in = reinterpret_cast<const unsigned char*>(id_bytes.data());
+    std::int64_t* ids = column.ids.data();
+    switch (width) {
+      case 1:
+        for (std::uint64_t i = 0; i < id_count; ++i) ids[i] = in[i];
+        break;
+      case 2:
+        for (std::uint64_t i = 0; i < id_count; ++i) ids[i] = load_le<std::uint16_t>(in + 2 * i);
+        break;
+      case 4:
+        for (std::uint64_t i = 0; i < id_count; ++i) ids[i] = load_le<std::uint32_t>(in + 4 * i);
+        break;
+      default:
+        if (id_count > 0) std::memcpy(ids, in, static_cast<std::size_t>(id_count) * 8);
+        break;
+    }
   }
   if (cursor.remaining() != 0) {
     throw ShardPayloadError("the block body has " + std::to_string(cursor.remaining()) +

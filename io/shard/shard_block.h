@@ -70,10 +70,13 @@ class BlockDecoder {
               shard::BlockCodec expected_codec, Batch& out);
   // The sample count a payload's block header claims (throws ShardPayloadError if too short).
   static std::uint64_t sample_count(std::span<const std::byte> payload);
+  // Size of the last decoded block body (what decompression produced), for throughput figures.
+  std::uint64_t last_body_bytes() const { return last_body_bytes_; }
 
  private:
   void* context_ = nullptr;  // ZSTD_DCtx
   std::vector<std::byte> body_;
+  std::uint64_t last_body_bytes_ = 0;
 };
 
 }  // namespace drgrad::io

@@ -25,7 +25,7 @@ namespace drgrad::io::shard {
 //          each sparse slot (name, int64 vocabulary_size), each label name; a name is a uint32
 //          byte count followed by the UTF-8 bytes.
 inline constexpr char kHeaderMagic[8] = {'D', 'R', 'G', 'S', 'H', 'A', 'R', 'D'};
-inline constexpr std::uint32_t kFormatVersion = 1;
+inline constexpr std::uint32_t kFormatVersion = 2;  // 2: narrow ids, optional per-sample counts
 inline constexpr std::size_t kHeaderFixedBytes = 32;
 inline constexpr std::size_t kHeaderVersionOffset = 8;
 inline constexpr std::size_t kHeaderCodecOffset = 12;
@@ -44,9 +44,18 @@ enum class BlockCodec : std::uint32_t { none = 0, zstd = 1 };
 //   0   4  num_dense d, 4 num_sparse s, 4 num_labels l, 4 reserved (uint32 each; must match the
 //          header's schema)
 //   16  .. float32 dense[n * d] (row-major), float32 labels[n * l] (row-major), then for each
-//          sparse slot: uint64 id count m, uint32 ids_per_sample[n], int64 ids[m]
+//          sparse slot:
+//            uint64 id count m
+//            uint8  id width w: 1, 2, 4 (unsigned ids) or 8 (int64 ids, two's complement)
+//            uint8  id layout: kIdsCounted (per-sample counts follow) or kIdsOnePerSample
+//                   (every sample has exactly one id, m == n, no counts stored)
+//            uint16 reserved, 0
+//            uint32 ids_per_sample[n]   only with kIdsCounted
+//            ids[m], w bytes each, little-endian
 inline constexpr std::size_t kBlockHeaderBytes = 24;
 inline constexpr std::size_t kBlockBodyHeaderBytes = 16;
+inline constexpr std::uint8_t kIdsCounted = 0;
+inline constexpr std::uint8_t kIdsOnePerSample = 1;
 
 // ---- index record payload ----
 //   0   8  magic "DRGINDEX"

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <numeric>
 
 #include "io/shard/shard_block.h"
@@ -217,4 +218,65 @@ TEST_CASE("shard files keep no descriptor open between reads", "[shard]") {
   for (const auto& file : files) file.read_block(0, decoder, scratch, batch);
   CHECK(open_descriptors() == before);
   CHECK(batch.size == 10);
+}
+
+TEST_CASE("shard blocks store ids at the narrowest width and drop counts for one id per sample",
+          "[shard]") {
+  Schema schema = make_schema(1, 1, 1);
+  BlockEncoder stored(shard::BlockCodec::none, 0);
+  BlockDecoder decoder;
+  const std::int64_t samples = 100;
+  auto batch_with = [&](const std::function<std::vector<std::int64_t>(std::int64_t)>& ids_of) {
+    Batch batch = Batch::empty_for(schema);
+    batch.size = samples;
+    for (std::int64_t i = 0; i < samples; ++i) {
+      batch.dense.push_back(static_cast<float>(i));
+      batch.labels.push_back(0.0f);
+      for (const auto id : ids_of(i)) batch.sparse[0].ids.push_back(id);
+      batch.sparse[0].offsets.push_back(static_cast<std::int64_t>(batch.sparse[0].ids.size()));
+    }
+    return batch;
+  };
+  // Stored body: 16 header + 4 n dense + 4 n labels + 12 slot header [+ 4 n counts] + w m ids.
+  auto expected_body = [&](std::size_t width, bool counted, std::size_t ids) {
+    return 16 + 8 * samples + 12 + (counted ? 4 * samples : 0) + width * ids;
+  };
+  struct Case {
+    const char* what;
+    std::function<std::vector<std::int64_t>(std::int64_t)> ids_of;
+    std::size_t width;
+    bool counted;
+  };
+  const std::vector<Case> cases = {
+      {"one small id each", [](std::int64_t i) { return std::vector<std::int64_t>{i % 200}; }, 1,
+       false},
+      {"one 16-bit id each", [](std::int64_t i) { return std::vector<std::int64_t>{i * 600}; }, 2,
+       false},
+      {"one 32-bit id each", [](std::int64_t i) { return std::vector<std::int64_t>{i * 40000000}; },
+       4, false},
+      {"one 64-bit id each", [](std::int64_t i) { return std::vector<std::int64_t>{i << 40}; }, 8,
+       false},
+      {"negative ids", [](std::int64_t i) { return std::vector<std::int64_t>{-i}; }, 8, false},
+      {"bags of two",
+       [](std::int64_t i) {
+         return std::vector<std::int64_t>{i, i + 1};
+       },
+       1, true},
+      {"empty bags",
+       [](std::int64_t i) {
+         return i % 3 ? std::vector<std::int64_t>{} : std::vector<std::int64_t>{7};
+       },
+       1, true},
+  };
+  for (const auto& test : cases) {
+    INFO(test.what);
+    const Batch batch = batch_with(test.ids_of);
+    std::string payload;
+    stored.encode(batch, 0, samples, payload);
+    CHECK(payload.size() - shard::kBlockHeaderBytes ==
+          expected_body(test.width, test.counted, batch.sparse[0].ids.size()));
+    Batch back;
+    decoder.decode(as_bytes(payload), schema, shard::BlockCodec::none, back);
+    CHECK(batches_equal(back, batch));
+  }
 }
