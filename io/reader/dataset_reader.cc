@@ -234,6 +234,8 @@ struct DatasetReader::Impl {
   void load_window(std::int64_t epoch_number, std::int64_t window_number);
   // Appends window rows window_order[cursor, cursor + count) to `out`.
   void append_rows(Batch& out, std::int64_t count);
+  // Appends window rows row, row + 1, ..., row + count - 1 (unshuffled order) as ranges.
+  void append_consecutive_rows(Batch& out, std::int64_t row, std::int64_t count);
 };
 
 void DatasetReader::Impl::open_files() {
@@ -486,6 +488,11 @@ UnitResult DatasetReader::Impl::take_result(std::int64_t sequence) {
 }
 
 void DatasetReader::Impl::append_rows(Batch& out, std::int64_t count) {
+  if (!options.shuffle) {
+    // In order, the rows are consecutive: copy them as one range per unit and column.
+    append_consecutive_rows(out, window_order[static_cast<std::size_t>(cursor)], count);
+    return;
+  }
   located.resize(static_cast<std::size_t>(count));
   for (std::int64_t i = 0; i < count; ++i) {
     const std::int64_t row = window_order[static_cast<std::size_t>(cursor + i)];
@@ -537,6 +544,36 @@ void DatasetReader::Impl::append_rows(Batch& out, std::int64_t count) {
     }
   }
   out.size += count;
+}
+
+void DatasetReader::Impl::append_consecutive_rows(Batch& out, std::int64_t row,
+                                                  std::int64_t count) {
+  const std::size_t num_dense = schema.num_dense();
+  const std::size_t num_labels = schema.num_labels();
+  while (count > 0) {
+    const auto unit = static_cast<std::size_t>(
+        std::upper_bound(window_unit_start.begin(), window_unit_start.end(), row) -
+        window_unit_start.begin() - 1);
+    const Batch& source = window_units[unit];
+    const auto local = static_cast<std::size_t>(row - window_unit_start[unit]);
+    const auto take = static_cast<std::size_t>(std::min<std::int64_t>(count, source.size - local));
+    out.dense.insert(out.dense.end(), source.dense.begin() + local * num_dense,
+                     source.dense.begin() + (local + take) * num_dense);
+    out.labels.insert(out.labels.end(), source.labels.begin() + local * num_labels,
+                      source.labels.begin() + (local + take) * num_labels);
+    for (std::size_t slot = 0; slot < out.sparse.size(); ++slot) {
+      const SparseColumn& from = source.sparse[slot];
+      SparseColumn& to = out.sparse[slot];
+      const std::int64_t first = from.offsets[local];
+      const std::int64_t shift = static_cast<std::int64_t>(to.ids.size()) - first;
+      to.ids.insert(to.ids.end(), from.ids.begin() + first,
+                    from.ids.begin() + from.offsets[local + take]);
+      for (std::size_t k = 1; k <= take; ++k) to.offsets.push_back(from.offsets[local + k] + shift);
+    }
+    out.size += static_cast<std::int64_t>(take);
+    row += static_cast<std::int64_t>(take);
+    count -= static_cast<std::int64_t>(take);
+  }
 }
 
 void DatasetReader::Impl::load_window(std::int64_t epoch_number, std::int64_t window_number) {
