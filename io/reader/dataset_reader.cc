@@ -72,6 +72,18 @@ void shuffle_in_place(std::vector<T>& values, std::uint64_t seed) {
 
 enum class UnitKind { shard_block, tfrecord_range };
 
+// Empties `batch` for `schema`, keeping its buffers' capacity.
+void clear_batch(Batch& batch, const Schema& schema) {
+  batch.size = 0;
+  batch.dense.clear();
+  batch.labels.clear();
+  batch.sparse.resize(schema.num_sparse());
+  for (auto& column : batch.sparse) {
+    column.ids.clear();
+    column.offsets.assign(1, 0);
+  }
+}
+
 struct WorkUnit {
   UnitKind kind;
   std::size_t file;               // index into the reader's file list
@@ -167,6 +179,7 @@ struct DatasetReader::Impl {
   std::condition_variable work_available;
   std::condition_variable result_ready;
   std::map<std::int64_t, UnitResult> results;
+  std::vector<Batch> spare_units;  // spent unit batches, reused by the workers
   std::int64_t next_dispatch = 0;  // global sequence number (epoch * units + k)
   std::int64_t next_consume = 0;
   std::int64_t end_sequence = 0;
@@ -224,9 +237,10 @@ struct DatasetReader::Impl {
   void open_files();
   void build_units();
   const std::vector<std::size_t>& plan_for(std::int64_t epoch_number);  // needs mutex held
+  // Decodes one unit into `recycled` (a spent batch whose buffers are reused, or empty).
   UnitResult decode_unit(const WorkUnit& unit, BlockDecoder& block_decoder,
                          std::vector<std::byte>& scratch,
-                         std::optional<ExampleBatchDecoder>& example_decoder) const;
+                         std::optional<ExampleBatchDecoder>& example_decoder, Batch recycled) const;
   void worker_loop();
   void start_workers(std::int64_t first_sequence);
   void stop_workers();
@@ -363,11 +377,13 @@ const std::vector<std::size_t>& DatasetReader::Impl::plan_for(std::int64_t epoch
   return plans.emplace(epoch_number, std::move(order)).first->second;
 }
 
-UnitResult DatasetReader::Impl::decode_unit(
-    const WorkUnit& unit, BlockDecoder& block_decoder, std::vector<std::byte>& scratch,
-    std::optional<ExampleBatchDecoder>& example_decoder) const {
+UnitResult DatasetReader::Impl::decode_unit(const WorkUnit& unit, BlockDecoder& block_decoder,
+                                            std::vector<std::byte>& scratch,
+                                            std::optional<ExampleBatchDecoder>& example_decoder,
+                                            Batch recycled) const {
   UnitResult result;
-  result.batch = Batch::empty_for(schema);
+  result.batch = std::move(recycled);
+  clear_batch(result.batch, schema);
   if (unit.kind == UnitKind::shard_block) {
     try {
       shards[unit.file]->read_block(unit.block, block_decoder, scratch, result.batch);
@@ -433,10 +449,15 @@ void DatasetReader::Impl::worker_loop() {
     const std::int64_t per_epoch = units_per_epoch();
     const WorkUnit unit =
         units[plan_for(sequence / per_epoch)[static_cast<std::size_t>(sequence % per_epoch)]];
+    Batch recycled;
+    if (!spare_units.empty()) {
+      recycled = std::move(spare_units.back());
+      spare_units.pop_back();
+    }
     lock.unlock();
     UnitResult result;
     try {
-      result = decode_unit(unit, block_decoder, scratch, example_decoder);
+      result = decode_unit(unit, block_decoder, scratch, example_decoder, std::move(recycled));
     } catch (...) {
       result = UnitResult{};
       result.error = std::current_exception();
@@ -595,6 +616,16 @@ void DatasetReader::Impl::load_window(std::int64_t epoch_number, std::int64_t wi
     stop_workers();
     restart_at = epoch_number * per_epoch + first;
     throw;
+  }
+  {
+    // Hand the spent window's buffers to the workers: decoding into them avoids allocating (and
+    // page-faulting) megabytes per unit.
+    std::lock_guard<std::mutex> lock(mutex);
+    for (Batch& spent : window_units) {
+      if (spare_units.size() < static_cast<std::size_t>(options.prefetch_units)) {
+        spare_units.push_back(std::move(spent));
+      }
+    }
   }
   window_units = std::move(loaded);
   window_unit_start.clear();
