@@ -101,7 +101,9 @@ class DatasetReader {
   const Schema& schema() const;
   // The epoch of the batch next() returned last (0 before the first).
   std::int64_t epoch() const;
-  // Samples this rank sees per epoch (from the indexes; damaged records skipped later reduce it).
+  // Samples this rank sees per epoch (from the indexes; damaged records skipped later reduce it),
+  // or -1 when the input includes compressed TFRecord files, whose records are only counted as
+  // they are decoded.
   std::int64_t samples_per_epoch() const;
   std::int64_t units_per_epoch() const;
   // Damaged records skipped so far (skip_corrupt), including those found while opening and in

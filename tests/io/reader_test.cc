@@ -279,7 +279,7 @@ TEST_CASE("reader reads gzip penguin files as whole-file units", "[reader][share
   options.batch_size = 64;
   DatasetReader reader(options);
   CHECK(reader.units_per_epoch() == 2);
-  CHECK(reader.samples_per_epoch() == 334);
+  CHECK(reader.samples_per_epoch() == -1);  // compressed files are counted only as they are read
   std::int64_t total = 0;
   Batch batch;
   while (reader.next(batch)) total += batch.size;
