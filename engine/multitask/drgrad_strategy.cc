@@ -2,6 +2,7 @@
 // their application with axpy on the device, the updater, and telemetry.
 #include "engine/multitask/drgrad_strategy.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
@@ -41,13 +42,12 @@ double inner(const kernels::Context& ctx, const std::vector<Parameter*>& a,
   return total;
 }
 
-double entry_sum(const kernels::Context& ctx, const std::vector<Parameter*>& tower) {
+// Sum of the entries of a tower's gradient, as a dot product with `ones` (at least as long as
+// the tower's largest parameter; kept by the strategy so that no step allocates it).
+double entry_sum(const kernels::Context& ctx, const std::vector<Parameter*>& tower,
+                 const Tensor& ones) {
   double total = 0;
   for (const Parameter* p : tower) {
-    const Tensor ones = Tensor::from_vector<float>(
-                            {p->gradient.numel()},
-                            std::vector<float>(static_cast<std::size_t>(p->gradient.numel()), 1.f))
-                            .to(p->gradient.device());
     total += kernels::dot<float>(ctx, p->gradient.numel(), p->gradient.data<float>(),
                                  ones.data<float>());
   }
@@ -93,6 +93,13 @@ DrgradStrategy::DrgradStrategy(const DrgradSettings& settings, const MultiTaskMo
     aux_groups_.push_back(model.tower_group(k));
     check_same_shape(aux_groups_.back());
   }
+  if (settings.router.form == RouterForm::kSymmetricHeads) {
+    std::int64_t largest = 1;
+    for (const Parameter* p : reference) largest = std::max(largest, p->value.numel());
+    ones_ = Tensor::from_vector<float>({largest},
+                                       std::vector<float>(static_cast<std::size_t>(largest), 1.f))
+                .to(reference.front()->value.device());
+  }
   if (!settings.telemetry_path.empty() && settings.telemetry_every > 0) {
     const auto folder = std::filesystem::path(settings.telemetry_path).parent_path();
     if (!folder.empty()) std::filesystem::create_directories(folder);
@@ -116,11 +123,11 @@ void DrgradStrategy::after_backward(MultiTaskModel<float>& model, std::int64_t s
   products.shared_norm2 = squared_norm(ctx, shared);
   products.own_dot_shared = inner(ctx, own, shared);
   const bool symmetric = settings_.router.form == RouterForm::kSymmetricHeads;
-  if (symmetric) products.own_sum = entry_sum(ctx, own);
+  if (symmetric) products.own_sum = entry_sum(ctx, own, ones_);
   for (const auto& tower : aux) {
     products.aux_norm2.push_back(squared_norm(ctx, tower));
     products.own_dot_aux.push_back(inner(ctx, own, tower));
-    if (symmetric) products.aux_sum.push_back(entry_sum(ctx, tower));
+    if (symmetric) products.aux_sum.push_back(entry_sum(ctx, tower, ones_));
   }
   last_ = compute_router_coefficients(products, settings_.router);
 

@@ -41,6 +41,7 @@ class DrgradStrategy final : public MultiTaskStrategy {
   std::vector<std::string> aux_groups_;
   RouterCoefficients last_;
   std::array<std::int64_t, 4> case_counts_{};
+  Tensor ones_;  // symmetric_heads: for the entry sums of the tower gradients
   std::ofstream telemetry_;
 };
 

@@ -55,9 +55,16 @@ Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spe
       eval_data_(std::move(eval_data)) {
   if (!train_data_) throw std::invalid_argument("the trainer needs training data");
   kernels::set_cpu_blas_threads(options_.cpu_threads);
-  // With epochs of known size the step count is fixed once the first batch shows the batch size.
-  total_steps_ = options_.steps > 0 ? options_.steps : -1;
-  train_data_->start_epoch(0);
+  // Streams start at epoch 0 when built. The step count is known unless only epochs of unknown
+  // size (compressed TFRecord input) are asked for.
+  const std::int64_t samples = train_data_->samples_per_epoch();
+  if (options_.steps > 0) {
+    total_steps_ = options_.steps;
+  } else if (samples > 0) {
+    total_steps_ = options_.epochs * ((samples + options_.batch_size - 1) / options_.batch_size);
+  } else {
+    total_steps_ = -1;
+  }
 }
 
 std::vector<double> Trainer::train_step(const io::Batch& batch) {
@@ -89,15 +96,10 @@ std::vector<double> Trainer::train_step(const io::Batch& batch) {
 
 Evaluation Trainer::fit() {
   const bool terminal = options_.show_progress && isatty(STDERR_FILENO);
-  const std::int64_t samples_per_epoch = train_data_->samples_per_epoch();
-  std::int64_t total = options_.steps;
-  if (total <= 0 && samples_per_epoch > 0) {
-    total = options_.epochs * ((samples_per_epoch + options_.batch_size - 1) / options_.batch_size);
-  }
-  total_steps_ = total;
+  const std::int64_t total = total_steps_;
   const auto start = std::chrono::steady_clock::now();
   auto window_start = start;
-  std::int64_t window_samples = 0, total_samples = 0, batch_size = options_.batch_size;
+  std::int64_t window_samples = 0, total_samples = 0;
   std::vector<double> window_loss(model_spec_.tasks.size(), 0.0);
   std::int64_t window_steps = 0;
   while (total <= 0 || step_ < total) {
@@ -120,7 +122,7 @@ Evaluation Trainer::fit() {
       const double rate = window_samples / std::max(window_seconds, 1e-9);
       const double elapsed = std::chrono::duration<double>(now - start).count();
       const double eta = total > 0 ? elapsed / std::max<std::int64_t>(1, total_samples) *
-                                         static_cast<double>((total - step_) * batch_size)
+                                         static_cast<double>((total - step_) * options_.batch_size)
                                    : -1;
       std::ostringstream line;
       line << options_.label << (options_.label.empty() ? "" : " ") << "step " << step_;
