@@ -3,22 +3,29 @@
 #include <cuda_runtime.h>
 
 #include "kernels/core/cuda_check.h"
+#include "kernels/core/memory.h"
 
 namespace drgrad::kernels::cuda {
 
 void throw_cuda_error(int code, const char* call, const char* file, int line) {
   const auto error = static_cast<cudaError_t>(code);
-  std::string message = std::string("CUDA error ") + cudaGetErrorName(error) + " (" +
-                        cudaGetErrorString(error) + ") in " + call + " at " + file + ":" +
-                        std::to_string(line);
+  const std::string where = std::string(call) + " at " + file + ":" + std::to_string(line);
   if (error == cudaErrorMemoryAllocation) {
-    size_t free_bytes = 0, total_bytes = 0;
-    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
-      message += "; device memory free " + std::to_string(free_bytes >> 20) + " MiB of " +
-                 std::to_string(total_bytes >> 20) + " MiB";
+    // The call's own size is not known here; allocate() and allocate_async() name it.
+    cudaGetLastError();
+    int device_index = 0;
+    std::size_t free_bytes = 0, total_bytes = 0;
+    if (cudaGetDevice(&device_index) != cudaSuccess ||
+        cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+      cudaGetLastError();
+      free_bytes = total_bytes = 0;
     }
+    throw DeviceOutOfMemoryError(
+        format_out_of_memory(Device::cuda(device_index), where, 0, free_bytes, total_bytes), 0,
+        free_bytes, total_bytes);
   }
-  throw CudaError(message);
+  throw CudaError(std::string("CUDA error ") + cudaGetErrorName(error) + " (" +
+                  cudaGetErrorString(error) + ") in " + where);
 }
 
 void throw_cublas_error(int status, const char* call, const char* file, int line) {

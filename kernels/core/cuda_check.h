@@ -13,8 +13,29 @@ class CudaError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A device allocation failed for lack of memory. The message (format_out_of_memory in
+// kernels/core/memory.h) names the call, the bytes asked for, what was free and in all, and
+// what to change; the numbers are kept for callers that want to react (requested_bytes and
+// total_bytes are 0 when unknown).
+class DeviceOutOfMemoryError : public CudaError {
+ public:
+  DeviceOutOfMemoryError(const std::string& message, std::size_t requested_bytes,
+                         std::size_t free_bytes, std::size_t total_bytes)
+      : CudaError(message),
+        requested_bytes_(requested_bytes),
+        free_bytes_(free_bytes),
+        total_bytes_(total_bytes) {}
+  std::size_t requested_bytes() const { return requested_bytes_; }
+  std::size_t free_bytes() const { return free_bytes_; }
+  std::size_t total_bytes() const { return total_bytes_; }
+
+ private:
+  std::size_t requested_bytes_, free_bytes_, total_bytes_;
+};
+
 // Throws CudaError for a non-zero cudaError_t / cublasStatus_t code (passed as int so this header
-// needs no CUDA includes).
+// needs no CUDA includes); DeviceOutOfMemoryError for cudaErrorMemoryAllocation (the bytes asked
+// for unknown: use allocate / allocate_async of kernels/core/memory.h to have them named).
 [[noreturn]] void throw_cuda_error(int code, const char* call, const char* file, int line);
 [[noreturn]] void throw_cublas_error(int status, const char* call, const char* file, int line);
 

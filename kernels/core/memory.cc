@@ -1,8 +1,10 @@
 // CPU memory and the dispatch between the CPU and CUDA allocators.
 #include "kernels/core/memory.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <new>
 #include <unordered_map>
@@ -93,6 +95,59 @@ void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src
     DRGRAD_CUDA_TWIN(cuda::copy_bytes(dst_device, dst, src_device, src, bytes); return );
   }
   std::memcpy(dst, src, bytes);
+}
+
+std::string format_bytes(std::size_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " bytes";
+  static const char* const kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  double value = static_cast<double>(bytes) / 1024.0;
+  std::size_t unit = 0;
+  while (value >= 1024.0 && unit + 1 < std::size(kUnits)) {
+    value /= 1024.0;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.2f %s", value, kUnits[unit]);
+  return text;
+}
+
+std::string format_out_of_memory(Device device, const std::string& call,
+                                 std::size_t requested_bytes, std::size_t free_bytes,
+                                 std::size_t total_bytes) {
+  const std::string where = device.to_string();
+  std::string message = "out of device memory on " + where + ": " + call + " asked for ";
+  message += requested_bytes > 0 ? format_bytes(requested_bytes) + " (" +
+                                       std::to_string(requested_bytes) + " bytes)"
+                                 : "an unknown number of bytes";
+  if (total_bytes == 0) {
+    message += "; the free and total memory of the device could not be read either";
+  } else {
+    const double percent =
+        100.0 * static_cast<double>(free_bytes) / static_cast<double>(total_bytes);
+    char share[32];
+    std::snprintf(share, sizeof(share), "%.1f%%", percent);
+    message += "; " + format_bytes(free_bytes) + " of " + format_bytes(total_bytes) +
+               " was free (" + share + ")";
+  }
+  message += ". ";
+  if (requested_bytes > 0 && total_bytes > 0 && requested_bytes > total_bytes) {
+    // No amount of freeing helps: this single buffer is larger than the device.
+    message +=
+        "One buffer larger than the whole device cannot be allocated: shrink what it holds "
+        "(training.batch_size for activations, the vocabulary or dimension of the largest "
+        "embedding table, the widest layer), or train on the CPU (training.device = \"cpu\").";
+  } else {
+    message +=
+        "Lower training.batch_size (activations and their gradients grow with it), or use "
+        "fewer or narrower experts, towers or embedding tables";
+    if (total_bytes > 0 && free_bytes < total_bytes / 2) {
+      message += "; more than half of " + where +
+                 " is in use, by this process or by others: nvidia-smi lists the processes "
+                 "holding it";
+    }
+    message += ".";
+  }
+  return message;
 }
 
 void zero_bytes(Device device, void* pointer, std::size_t bytes) {
