@@ -19,6 +19,26 @@ Device parse_device(const std::string& text) {
   throw std::invalid_argument("unknown device '" + text + "': use \"cpu\", \"cuda\" or \"cuda:N\"");
 }
 
+MatmulPrecision parse_matmul_precision(const std::string& text) {
+  if (text == "fp32") return MatmulPrecision::kFp32;
+  if (text == "tf32") return MatmulPrecision::kTf32;
+  if (text == "bf16") return MatmulPrecision::kBf16;
+  throw std::invalid_argument("unknown matmul precision '" + text +
+                              "': use \"fp32\", \"tf32\" or \"bf16\"");
+}
+
+const char* matmul_precision_name(MatmulPrecision precision) {
+  switch (precision) {
+    case MatmulPrecision::kFp32:
+      return "fp32";
+    case MatmulPrecision::kTf32:
+      return "tf32";
+    case MatmulPrecision::kBf16:
+      return "bf16";
+  }
+  return "?";
+}
+
 bool built_with_cuda() {
 #if defined(DRGRAD_WITH_CUDA)
   return true;

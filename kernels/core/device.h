@@ -26,11 +26,23 @@ struct Device {
 // Parses "cpu", "cuda" or "cuda:N"; throws std::invalid_argument naming the text otherwise.
 Device parse_device(const std::string& text);
 
-// The context an op runs in: the device and, for CUDA, the stream (a cudaStream_t kept opaque so
-// that CPU-only code needs no CUDA headers; nullptr is the default stream).
+// How CUDA matrix products compute (storage and accumulation stay fp32 in every mode, so
+// parameters remain fp32 master copies): kFp32 plain fp32 products; kTf32 tensor-core products
+// with inputs rounded to TF32 (10-bit mantissa); kBf16 tensor-core products with inputs rounded
+// to bf16 (7-bit mantissa). The CPU twins always compute in fp32 (or the data's precision).
+enum class MatmulPrecision { kFp32, kTf32, kBf16 };
+
+// "fp32", "tf32", "bf16"; throws std::invalid_argument naming the text otherwise.
+MatmulPrecision parse_matmul_precision(const std::string& text);
+const char* matmul_precision_name(MatmulPrecision precision);
+
+// The context an op runs in: the device, for CUDA the stream (a cudaStream_t kept opaque so
+// that CPU-only code needs no CUDA headers; nullptr is the default stream) and the precision of
+// matrix products on CUDA (ignored on the CPU).
 struct Context {
   Device device;
   void* stream = nullptr;
+  MatmulPrecision matmul_precision = MatmulPrecision::kFp32;
 
   static Context cpu() { return {}; }
 };

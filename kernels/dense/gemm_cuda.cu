@@ -1,6 +1,7 @@
 // CUDA twin of kernels/dense/gemm.h. Matrix products go to cuBLAS, which is column-major: a
 // row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T, so the operands swap and
-// each stored matrix is read as its own transpose. The bias helpers are small kernels.
+// each stored matrix is read as its own transpose; the compute type follows ctx.matmul_precision.
+// The bias helpers are small kernels.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "kernels/core/cublas_handle.h"
+#include "kernels/core/cublaslt_handle.h"
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/launch.cuh"
 #include "kernels/dense/gemm.h"
@@ -85,9 +87,10 @@ void gemm(const Context& ctx, const GemmShape& shape, float alpha, const float* 
   check_shape(shape);
   if (shape.m == 0 || shape.n == 0) return;
   cublasHandle_t handle = cublas_handle_for(ctx);
-  DRGRAD_CUBLAS_CHECK(cublasSgemm_64(handle, operation(shape.transpose_b),
-                                     operation(shape.transpose_a), shape.n, shape.m, shape.k,
-                                     &alpha, b, shape.ldb, a, shape.lda, &beta, c, shape.ldc));
+  DRGRAD_CUBLAS_CHECK(cublasGemmEx_64(
+      handle, operation(shape.transpose_b), operation(shape.transpose_a), shape.n, shape.m, shape.k,
+      &alpha, b, CUDA_R_32F, shape.ldb, a, CUDA_R_32F, shape.lda, &beta, c, CUDA_R_32F, shape.ldc,
+      compute_type_for(ctx.matmul_precision), CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm_strided_batched(const Context& ctx, const GemmShape& shape, const GemmBatch& batch,
@@ -108,10 +111,11 @@ void gemm_strided_batched(const Context& ctx, const GemmShape& shape, const Gemm
                             "use stride_c >= (m - 1) * ldc + n or loop over gemm");
   }
   cublasHandle_t handle = cublas_handle_for(ctx);
-  DRGRAD_CUBLAS_CHECK(cublasSgemmStridedBatched_64(
+  DRGRAD_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
       handle, operation(shape.transpose_b), operation(shape.transpose_a), shape.n, shape.m, shape.k,
-      &alpha, b, shape.ldb, batch.stride_b, a, shape.lda, batch.stride_a, &beta, c, shape.ldc,
-      batch.stride_c, batch.count));
+      &alpha, b, CUDA_R_32F, shape.ldb, batch.stride_b, a, CUDA_R_32F, shape.lda, batch.stride_a,
+      &beta, c, CUDA_R_32F, shape.ldc, batch.stride_c, batch.count,
+      compute_type_for(ctx.matmul_precision), CUBLAS_GEMM_DEFAULT));
 }
 
 void add_bias_rows(const Context& ctx, float* y, std::int64_t ld, const float* bias,
