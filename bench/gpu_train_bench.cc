@@ -1,0 +1,578 @@
+// End-to-end training throughput on a GPU: the Census-shaped MMoE, Split-MMoE and DRGrad models
+// (the DRGrad step's cost over plain MMoE) and an industrial-shaped model (26 slots of dimension
+// 16, 4 tasks, 8 experts of [512, 256], batch 8192), each trained with Trainer::train_step on
+// batches generated before the clock starts. Warm-up, several timed runs, the median; the peer
+// is bench/peers/torch_mtl_gpu.py, run beside it by bench/run_gpu_bench.sh.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench/gpu_bench_support.h"
+#include "engine/core/random.h"
+#include "engine/multitask/drgrad_strategy.h"
+#include "engine/train/trainer.h"
+#include "io/data/batch.h"
+
+namespace {
+
+using drgrad::bench::json_string;
+using drgrad::bench::JsonLines;
+using drgrad::bench::median;
+
+// Distinct values of the 32 categorical columns of census-income.test (as in
+// train_throughput_bench.cc, so that both benchmarks generate the same Census-shaped data).
+constexpr std::int64_t kCensusVocabularies[] = {9, 52, 47, 17, 3,  24, 15, 5,  10, 2,  3,
+                                                6, 8,  6,  6,  51, 37, 8,  10, 9,  10, 3,
+                                                4, 5,  43, 43, 43, 5,  3,  3,  3,  2};
+
+// The input side of a benchmark model: slots and their vocabularies, dense width, tasks, and
+// each task's label bias (rarer or more balanced positives).
+struct DataShape {
+  std::string name;
+  std::vector<std::int64_t> vocabularies;
+  std::int64_t dense = 0;
+  std::vector<std::string> labels;
+  std::vector<double> label_biases;
+};
+
+DataShape census_shape() {
+  return {"census",
+          std::vector<std::int64_t>(std::begin(kCensusVocabularies), std::end(kCensusVocabularies)),
+          7,
+          {"income", "never_married"},
+          {-2.0, -0.3}};
+}
+
+// Criteo-like: 13 dense features and 26 categorical slots, here of equal vocabulary.
+DataShape industrial_shape(std::int64_t vocabulary) {
+  return {"industrial",
+          std::vector<std::int64_t>(26, vocabulary),
+          13,
+          {"task0", "task1", "task2", "task3"},
+          {-2.0, -1.0, -0.3, 0.0}};
+}
+
+struct Dataset {
+  drgrad::io::Schema schema;
+  drgrad::io::Batch all;
+};
+
+// The generator of train_throughput_bench.cc for any shape (same draws in the same order, so the
+// Census shape gives the same data for the same seed): dense ~ N(0, 1); one id per slot skewed
+// towards small values (floor(V u^2)); label_k ~ Bernoulli(sigmoid(w_k . dense + sum_s
+// effect_k[s][id_s] + bias_k)), so that the loss has something to fall to.
+Dataset make_data(const DataShape& shape, std::int64_t samples, std::uint64_t seed) {
+  Dataset data;
+  auto& schema = data.schema;
+  const std::int64_t num_dense = shape.dense;
+  const auto num_slots = static_cast<std::int64_t>(shape.vocabularies.size());
+  const auto num_tasks = static_cast<std::int64_t>(shape.labels.size());
+  for (std::int64_t j = 0; j < num_dense; ++j) {
+    schema.dense_features.push_back("dense" + std::to_string(j));
+  }
+  for (std::int64_t s = 0; s < num_slots; ++s) {
+    schema.sparse_slots.push_back({"slot" + std::to_string(s), shape.vocabularies[s]});
+  }
+  schema.labels = shape.labels;
+
+  drgrad::engine::Random random(seed);
+  std::vector<double> dense_weights(static_cast<std::size_t>(num_tasks * num_dense));
+  for (double& w : dense_weights) w = 0.5 * random.normal();
+  std::vector<std::vector<double>> effects(static_cast<std::size_t>(num_tasks * num_slots));
+  for (std::int64_t t = 0; t < num_tasks; ++t) {
+    for (std::int64_t s = 0; s < num_slots; ++s) {
+      auto& table = effects[t * num_slots + s];
+      table.resize(static_cast<std::size_t>(shape.vocabularies[s]));
+      for (double& e : table) e = 0.3 * random.normal();
+    }
+  }
+
+  auto& batch = data.all;
+  batch = drgrad::io::Batch::empty_for(schema);
+  batch.size = samples;
+  batch.dense.resize(static_cast<std::size_t>(samples * num_dense));
+  batch.labels.resize(static_cast<std::size_t>(samples * num_tasks));
+  for (auto& column : batch.sparse) {
+    column.ids.resize(static_cast<std::size_t>(samples));
+    column.offsets.resize(static_cast<std::size_t>(samples + 1));
+    for (std::int64_t i = 0; i <= samples; ++i) column.offsets[i] = i;
+  }
+  std::vector<double> logits(static_cast<std::size_t>(num_tasks));
+  for (std::int64_t i = 0; i < samples; ++i) {
+    for (std::int64_t t = 0; t < num_tasks; ++t) logits[t] = shape.label_biases[t];
+    for (std::int64_t j = 0; j < num_dense; ++j) {
+      const double x = random.normal();
+      batch.dense[i * num_dense + j] = static_cast<float>(x);
+      for (std::int64_t t = 0; t < num_tasks; ++t) {
+        logits[t] += dense_weights[t * num_dense + j] * x;
+      }
+    }
+    for (std::int64_t s = 0; s < num_slots; ++s) {
+      const double u = random.uniform();
+      const std::int64_t vocabulary = shape.vocabularies[s];
+      const auto id =
+          std::min<std::int64_t>(vocabulary - 1, static_cast<std::int64_t>(vocabulary * u * u));
+      batch.sparse[s].ids[i] = id;
+      for (std::int64_t t = 0; t < num_tasks; ++t) logits[t] += effects[t * num_slots + s][id];
+    }
+    for (std::int64_t t = 0; t < num_tasks; ++t) {
+      const double p = 1.0 / (1.0 + std::exp(-logits[t]));
+      batch.labels[i * num_tasks + t] = random.uniform() < p ? 1.0f : 0.0f;
+    }
+  }
+  batch.validate(schema);
+  return data;
+}
+
+// The "DRGBENCH1" layout of train_throughput_bench.cc's --write-data, which the peers read:
+// "DRGBENCH1\n", little-endian int64 samples, dense, slots, labels, each slot's vocabulary;
+// float32 dense [samples, dense]; float32 labels [samples, labels]; int64 ids [slots, samples].
+void write_dataset(const Dataset& data, const std::string& path) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw std::runtime_error("cannot open " + path + " for writing (--write-data)");
+  const auto& batch = data.all;
+  out.write("DRGBENCH1\n", 10);
+  const std::int64_t header[] = {batch.size, static_cast<std::int64_t>(data.schema.num_dense()),
+                                 static_cast<std::int64_t>(data.schema.num_sparse()),
+                                 static_cast<std::int64_t>(data.schema.num_labels())};
+  out.write(reinterpret_cast<const char*>(header), sizeof(header));
+  for (const auto& slot : data.schema.sparse_slots) {
+    out.write(reinterpret_cast<const char*>(&slot.vocabulary_size), sizeof(std::int64_t));
+  }
+  out.write(reinterpret_cast<const char*>(batch.dense.data()),
+            static_cast<std::streamsize>(batch.dense.size() * sizeof(float)));
+  out.write(reinterpret_cast<const char*>(batch.labels.data()),
+            static_cast<std::streamsize>(batch.labels.size() * sizeof(float)));
+  for (const auto& column : batch.sparse) {
+    out.write(reinterpret_cast<const char*>(column.ids.data()),
+              static_cast<std::streamsize>(column.ids.size() * sizeof(std::int64_t)));
+  }
+  if (!out) throw std::runtime_error("writing " + path + " failed (disk full?)");
+}
+
+// One benchmark row: a model on a data shape.
+struct ModelCase {
+  std::string name;  // census_mmoe, census_split_mmoe, census_drgrad, industrial_...
+  std::string shape;
+  std::int64_t batch = 0;
+  std::int64_t embedding_dim = 0;
+  std::int64_t experts = 0;
+  std::vector<std::int64_t> expert_units;
+  std::vector<std::int64_t> tower_units;
+  bool split = false;   // the primary task (task 0) split into T' and T''
+  bool drgrad = false;  // DRGrad's router and updater after every backward pass
+};
+
+struct BenchOptions {
+  std::string device = "cuda";
+  std::vector<std::string> models{"census_mmoe", "census_split_mmoe", "census_drgrad",
+                                  "industrial_mmoe", "industrial_drgrad"};
+  std::int64_t census_batch = 512;
+  std::int64_t industrial_batch = 8192;
+  std::int64_t industrial_vocabulary = 10000;
+  std::int64_t steps = 100;
+  std::int64_t warmup = 20;
+  int runs = 5;
+  std::int64_t dataset_batches = 8;
+  std::uint64_t seed = 1;
+  std::string json_path;
+  std::string write_data_dir;
+};
+
+const char* kUsage =
+    "usage: gpu_train_bench [options]\n"
+    "  --device cuda|cuda:N|cpu  where the models train (cuda; without a device: SKIPPED, exit 0)\n"
+    "  --models A,B,...          of census_mmoe, census_split_mmoe, census_drgrad,\n"
+    "                            industrial_mmoe, industrial_drgrad (default: all five)\n"
+    "  --census-batch N          (512)\n"
+    "  --industrial-batch N      (8192)\n"
+    "  --industrial-vocabulary V rows per industrial slot (10000)\n"
+    "  --steps N                 steps per timed run (100)\n"
+    "  --warmup N                untimed steps first (20)\n"
+    "  --runs R                  timed runs; the median is reported (5)\n"
+    "  --dataset-batches N       distinct pre-built batches per model, cycled (8)\n"
+    "  --seed S                  data and initialisation seed (1)\n"
+    "  --json FILE               append one JSON line per model (and the overheads)\n"
+    "  --write-data DIR          write census.bin and industrial.bin there for the peer\n";
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream stream(text);
+  std::string part;
+  while (std::getline(stream, part, ',')) {
+    if (!part.empty()) parts.push_back(part);
+  }
+  return parts;
+}
+
+BenchOptions parse_arguments(int argc, char** argv) {
+  BenchOptions options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    if (i + 1 >= argc) throw std::invalid_argument("flag " + flag + " needs a value\n" + kUsage);
+    const std::string value = argv[++i];
+    if (flag == "--device") {
+      options.device = value;
+    } else if (flag == "--models") {
+      options.models = split_list(value);
+    } else if (flag == "--census-batch") {
+      options.census_batch = std::stoll(value);
+    } else if (flag == "--industrial-batch") {
+      options.industrial_batch = std::stoll(value);
+    } else if (flag == "--industrial-vocabulary") {
+      options.industrial_vocabulary = std::stoll(value);
+    } else if (flag == "--steps") {
+      options.steps = std::stoll(value);
+    } else if (flag == "--warmup") {
+      options.warmup = std::stoll(value);
+    } else if (flag == "--runs") {
+      options.runs = std::stoi(value);
+    } else if (flag == "--dataset-batches") {
+      options.dataset_batches = std::stoll(value);
+    } else if (flag == "--seed") {
+      options.seed = std::stoull(value);
+    } else if (flag == "--json") {
+      options.json_path = value;
+    } else if (flag == "--write-data") {
+      options.write_data_dir = value;
+    } else {
+      throw std::invalid_argument("unknown flag " + flag + "\n" + kUsage);
+    }
+  }
+  if (options.census_batch <= 0 || options.industrial_batch <= 0 ||
+      options.industrial_vocabulary <= 0 || options.steps <= 0 || options.warmup < 0 ||
+      options.runs <= 0 || options.dataset_batches <= 0 || options.models.empty()) {
+    throw std::invalid_argument(
+        "batches, --industrial-vocabulary, --steps, --runs and --dataset-batches must be "
+        "positive, --warmup not negative, --models not empty");
+  }
+  return options;
+}
+
+ModelCase model_case(const std::string& name, const BenchOptions& options) {
+  ModelCase c;
+  c.name = name;
+  if (name.rfind("census_", 0) == 0) {
+    // The MMoE-sized Census models of docs/experiments.md.
+    c.shape = "census";
+    c.batch = options.census_batch;
+    c.embedding_dim = 4;
+    c.experts = 8;
+    c.expert_units = {64};
+    c.tower_units = {32};
+  } else if (name.rfind("industrial_", 0) == 0) {
+    c.shape = "industrial";
+    c.batch = options.industrial_batch;
+    c.embedding_dim = 16;
+    c.experts = 8;
+    c.expert_units = {512, 256};
+    c.tower_units = {128};
+  } else {
+    throw std::invalid_argument("unknown model '" + name + "'\n" + kUsage);
+  }
+  const std::string backbone = name.substr(name.find('_') + 1);
+  if (backbone == "mmoe") {
+  } else if (backbone == "split_mmoe") {
+    c.split = true;
+  } else if (backbone == "drgrad") {
+    c.split = c.drgrad = true;
+  } else {
+    throw std::invalid_argument("unknown model '" + name + "'\n" + kUsage);
+  }
+  return c;
+}
+
+std::string join(const std::vector<std::int64_t>& values) {
+  std::string text;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i) text += ',';
+    text += std::to_string(values[i]);
+  }
+  return text;
+}
+
+// Waits for all work queued on the device, so that a host clock read after it sees the work done.
+void synchronize(const drgrad::kernels::Device& device) {
+#if defined(DRGRAD_WITH_CUDA)
+  if (device.is_cuda()) DRGRAD_CUDA_CHECK(cudaDeviceSynchronize());
+#else
+  (void)device;
+#endif
+}
+
+// Bytes of device memory in use (all processes) once a model has trained, or 0 on the CPU.
+std::size_t device_memory_in_use(const drgrad::kernels::Device& device) {
+#if defined(DRGRAD_WITH_CUDA)
+  if (device.is_cuda()) {
+    std::size_t free_bytes = 0, total_bytes = 0;
+    DRGRAD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    return total_bytes - free_bytes;
+  }
+#else
+  (void)device;
+#endif
+  return 0;
+}
+
+struct CaseResult {
+  std::string name;
+  double median_rate = 0;
+  bool passed = false;
+};
+
+CaseResult run_case(const ModelCase& c, const Dataset& data, const BenchOptions& options,
+                    JsonLines& json, const std::string& device_json) {
+  namespace engine = drgrad::engine;
+  engine::ModelSpec spec;
+  spec.backbone = engine::BackboneKind::kMmoe;
+  spec.num_dense = static_cast<std::int64_t>(data.schema.num_dense());
+  for (const auto& slot_schema : data.schema.sparse_slots) {
+    engine::EmbeddingSlotSpec slot;
+    slot.name = slot_schema.name;
+    slot.vocabulary_size = slot_schema.vocabulary_size;
+    slot.dim = c.embedding_dim;
+    spec.slots.push_back(slot);
+  }
+  for (std::size_t t = 0; t < data.schema.labels.size(); ++t) {
+    spec.tasks.push_back({data.schema.labels[t], static_cast<int>(t)});
+  }
+  spec.num_experts = c.experts;
+  spec.expert_units = c.expert_units;
+  spec.tower_units = c.tower_units;
+  if (c.split) {
+    spec.split.enabled = true;
+    spec.split.primary_task = 0;
+    spec.split.aux_read_shared = true;
+  }
+
+  engine::OptimizerSpec optimizer;  // Adam, learning rate 1e-3
+  engine::TrainingOptions training;
+  training.batch_size = c.batch;
+  training.seed = options.seed;
+  training.device = drgrad::kernels::parse_device(options.device);
+  training.show_progress = false;
+  training.save_checkpoints = false;
+
+  std::vector<drgrad::io::Batch> batches;
+  for (std::int64_t b = 0; b < options.dataset_batches; ++b) {
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(c.batch));
+    for (std::int64_t i = 0; i < c.batch; ++i) rows[i] = b * c.batch + i;
+    batches.push_back(drgrad::io::gather_rows(data.all, rows));
+  }
+  auto stream =
+      std::make_unique<engine::InMemoryBatchStream>(data.schema, data.all, c.batch, false, 1);
+  engine::Trainer trainer(spec, optimizer, training, std::move(stream), nullptr);
+  if (c.drgrad) {
+    engine::DrgradSettings settings;  // paper form, all tower parameters, gamma 1, rho 1
+    settings.telemetry_every = 0;
+    trainer.set_strategy(std::make_unique<engine::DrgradStrategy>(settings, trainer.model()));
+  }
+  const std::int64_t parameters = trainer.model().parameters().total_elements();
+  const std::int64_t input_width =
+      spec.num_dense + c.embedding_dim * static_cast<std::int64_t>(spec.slots.size());
+  std::printf(
+      "# model %s: input width %lld (%zu slots x %lld + %lld dense), MMoE %lld experts x [%s], "
+      "towers [%s] + logit, relu, %zu tasks%s; %lld parameters; Adam lr %g; batch %lld\n",
+      c.name.c_str(), static_cast<long long>(input_width), spec.slots.size(),
+      static_cast<long long>(c.embedding_dim), static_cast<long long>(spec.num_dense),
+      static_cast<long long>(c.experts), join(c.expert_units).c_str(), join(c.tower_units).c_str(),
+      spec.tasks.size(),
+      c.drgrad  ? ", task 0 split (T', T''), DRGrad router (paper, all tower parameters)"
+      : c.split ? ", task 0 split (T', T''), no router"
+                : "",
+      static_cast<long long>(parameters), optimizer.learning_rate, static_cast<long long>(c.batch));
+
+  std::size_t next_batch = 0;
+  std::vector<double> step_losses;
+  auto one_step = [&] {
+    const std::vector<double> losses = trainer.train_step(batches[next_batch]);
+    next_batch = (next_batch + 1) % batches.size();
+    double total = 0;
+    for (const double loss : losses) total += loss;
+    step_losses.push_back(total);
+  };
+  for (std::int64_t i = 0; i < options.warmup; ++i) one_step();
+  synchronize(training.device);
+
+  std::vector<double> rates;
+  for (int r = 0; r < options.runs; ++r) {
+    synchronize(training.device);
+    const auto start = std::chrono::steady_clock::now();
+    for (std::int64_t i = 0; i < options.steps; ++i) one_step();
+    synchronize(training.device);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rates.push_back(static_cast<double>(options.steps * c.batch) / seconds);
+    std::printf("%-20s %4d %8lld %10.4f %14.1f %10.3f\n", c.name.c_str(), r + 1,
+                static_cast<long long>(options.steps), seconds, rates.back(),
+                1e3 * seconds / static_cast<double>(options.steps));
+  }
+  const double median_rate = median(rates);
+
+  // Correctness in the same run: every loss finite (train_step throws otherwise) and the mean
+  // summed loss of the last tenth of the steps below that of the first tenth.
+  const std::size_t window = std::max<std::size_t>(1, step_losses.size() / 10);
+  double first = 0, last = 0;
+  for (std::size_t i = 0; i < window; ++i) {
+    first += step_losses[i] / static_cast<double>(window);
+    last += step_losses[step_losses.size() - 1 - i] / static_cast<double>(window);
+  }
+  const bool passed = std::isfinite(first) && std::isfinite(last) && last < first;
+  const std::size_t memory = device_memory_in_use(training.device);
+  std::printf("%-20s %-4s %8s %10s %14.1f %10.3f\n", c.name.c_str(), "med", "", "", median_rate,
+              1e3 * static_cast<double>(c.batch) / median_rate);
+  std::printf(
+      "# %s check: summed task loss, mean of first %zu steps %.4f -> last %zu %.4f: %s%s\n",
+      c.name.c_str(), window, first, window, last,
+      passed ? "falls, OK" : "DOES NOT FALL (training is broken)",
+      memory ? (", device memory in use " + std::to_string(memory >> 20) + " MiB").c_str() : "");
+
+  std::ostringstream fields;
+  fields << "\"benchmark\": \"gpu_train\", \"implementation\": \"drgrad\", \"mode\": \"drgrad\", "
+         << "\"model\": " << json_string(c.name)
+         << ", \"date\": " << json_string(drgrad::bench::utc_now())
+         << ", \"device\": " << json_string(training.device.to_string()) << ", " << device_json
+         << ", \"config\": {\"shape\": " << json_string(c.shape) << ", \"batch\": " << c.batch
+         << ", \"slots\": " << spec.slots.size() << ", \"dense\": " << spec.num_dense
+         << ", \"tasks\": " << spec.tasks.size() << ", \"embedding_dim\": " << c.embedding_dim
+         << ", \"experts\": " << c.experts << ", \"expert_units\": [" << join(c.expert_units)
+         << "], \"tower_units\": [" << join(c.tower_units)
+         << "], \"split\": " << (c.split ? "true" : "false")
+         << ", \"drgrad\": " << (c.drgrad ? "true" : "false") << ", \"parameters\": " << parameters
+         << ", \"warmup\": " << options.warmup << ", \"runs\": " << options.runs
+         << ", \"steps\": " << options.steps << "}, \"samples_per_second\": [";
+  for (std::size_t r = 0; r < rates.size(); ++r) fields << (r ? ", " : "") << rates[r];
+  fields << "], \"median_samples_per_second\": " << median_rate
+         << ", \"device_memory_in_use_bytes\": " << memory
+         << ", \"check\": {\"first_loss\": " << first << ", \"last_loss\": " << last
+         << ", \"passed\": " << (passed ? "true" : "false") << "}";
+  json.write(fields.str());
+  return {c.name, median_rate, passed};
+}
+
+int run(const BenchOptions& options) {
+  const drgrad::kernels::Device device = drgrad::kernels::parse_device(options.device);
+  if (drgrad::bench::skip_without_device(device, "gpu_train_bench")) return 0;
+
+  std::vector<ModelCase> cases;
+  for (const auto& name : options.models) cases.push_back(model_case(name, options));
+
+  std::printf("# gpu_train_bench (drgrad)  %s\n", drgrad::bench::utc_now().c_str());
+  std::string device_json = "\"gpu\": null";
+#if defined(DRGRAD_WITH_CUDA)
+  if (device.is_cuda()) {
+    const auto description = drgrad::bench::describe_device(device.index);
+    description.print(device.index);
+    device_json = description.json();
+  }
+#endif
+  std::printf("# build: %s; device %s\n", drgrad::bench::build_flags().c_str(),
+              device.to_string().c_str());
+  std::printf(
+      "# method: %lld warm-up steps, then %d runs x %lld steps of Trainer::train_step on "
+      "%lld pre-built batches (host io::Batch, copied to the device by the step), wall clock "
+      "between device synchronisations; median of the runs\n",
+      static_cast<long long>(options.warmup), options.runs, static_cast<long long>(options.steps),
+      static_cast<long long>(options.dataset_batches));
+
+  JsonLines json(options.json_path);
+  const DataShape census = census_shape();
+  const DataShape industrial = industrial_shape(options.industrial_vocabulary);
+  auto batch_of = [&](const std::string& shape) {
+    return shape == "census" ? options.census_batch : options.industrial_batch;
+  };
+  auto needs = [&](const std::string& shape) {
+    if (!options.write_data_dir.empty()) return true;
+    for (const auto& c : cases) {
+      if (c.shape == shape) return true;
+    }
+    return false;
+  };
+  // One dataset per shape, shared by its models (so MMoE and DRGrad see the same batches).
+  Dataset census_data, industrial_data;
+  for (const DataShape* shape : {&census, &industrial}) {
+    if (!needs(shape->name)) continue;
+    Dataset& data = shape == &census ? census_data : industrial_data;
+    data = make_data(*shape, batch_of(shape->name) * options.dataset_batches, options.seed);
+    std::printf(
+        "# data %s: %zu slots (vocabularies %s), %lld dense, %zu binary tasks, %lld "
+        "samples, generated before timing\n",
+        shape->name.c_str(), shape->vocabularies.size(),
+        shape->name == "census" ? "2 to 52, Census-Income's"
+                                : std::to_string(shape->vocabularies[0]).c_str(),
+        static_cast<long long>(shape->dense), shape->labels.size(),
+        static_cast<long long>(data.all.size));
+    if (!options.write_data_dir.empty()) {
+      const std::string path = options.write_data_dir + "/" + shape->name + ".bin";
+      write_dataset(data, path);
+      std::printf("# data %s written to %s\n", shape->name.c_str(), path.c_str());
+    }
+  }
+
+  std::printf("%-20s %4s %8s %10s %14s %10s\n", "model", "run", "steps", "seconds", "samples/s",
+              "ms/step");
+  std::vector<CaseResult> results;
+  for (const auto& c : cases) {
+    results.push_back(run_case(c, c.shape == "census" ? census_data : industrial_data, options,
+                               json, device_json));
+  }
+
+  // The DRGrad step against the plain MMoE step of the same shape (goal: at most 5% slower).
+  auto rate_of = [&](const std::string& name) {
+    for (const auto& r : results) {
+      if (r.name == name) return r.median_rate;
+    }
+    return 0.0;
+  };
+  for (const std::string shape : {"census", "industrial"}) {
+    const double mmoe = rate_of(shape + "_mmoe");
+    const double drgrad = rate_of(shape + "_drgrad");
+    const double split = rate_of(shape + "_split_mmoe");
+    if (mmoe <= 0 || drgrad <= 0) continue;
+    const double overhead = mmoe / drgrad - 1.0;  // extra time per step, relative
+    std::printf("# %s: DRGrad step costs %+.1f%% against MMoE (goal <= +5%%)%s", shape.c_str(),
+                100 * overhead, overhead <= 0.05 ? ", met" : ", NOT met");
+    if (split > 0) {
+      std::printf("; against Split-MMoE (the same towers without the router) %+.1f%%",
+                  100 * (split / drgrad - 1.0));
+    }
+    std::printf("\n");
+    std::ostringstream fields;
+    fields << "\"benchmark\": \"gpu_train_overhead\", \"shape\": " << json_string(shape)
+           << ", \"device\": " << json_string(device.to_string())
+           << ", \"mmoe_samples_per_second\": " << mmoe
+           << ", \"drgrad_samples_per_second\": " << drgrad
+           << ", \"drgrad_step_overhead\": " << overhead
+           << ", \"goal\": 0.05, \"met\": " << (overhead <= 0.05 ? "true" : "false");
+    if (split > 0) fields << ", \"split_mmoe_samples_per_second\": " << split;
+    json.write(fields.str());
+  }
+  bool all_passed = true;
+  for (const auto& r : results) all_passed = all_passed && r.passed;
+  return all_passed ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse_arguments(argc, argv));
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "gpu_train_bench: %s\n", error.what());
+    return 2;
+  }
+}
