@@ -1,4 +1,5 @@
-// MultiTaskLoss: one loss kernel call per task column; loss sums come back to the host.
+// MultiTaskLoss: one multi-task loss call over the whole [batch, tasks] matrix; the per-task loss
+// sums come back to the host in one copy.
 #include "engine/losses/multitask_loss.h"
 
 #include "kernels/core/memory.h"
@@ -25,25 +26,28 @@ LossResult MultiTaskLoss<T>::compute(const Tensor& logits, const Tensor& labels,
   result.predictions = Tensor(logits.shape(), logits.dtype(), logits.device());
   if (d_logits != nullptr) *d_logits = Tensor(logits.shape(), logits.dtype(), logits.device());
   Tensor sums(Shape{num_tasks}, dtype_of<T>(), logits.device());
+  result.non_finite_losses = Tensor(Shape{1}, DType::kInt64, logits.device());
+  std::vector<kernels::TaskLossSpec> specs(tasks_.size());
   for (std::int64_t k = 0; k < num_tasks; ++k) {
     const TaskSpec& task = tasks_[k];
-    kernels::TaskLossColumn<T> column;
-    column.batch_size = batch;
-    column.logits = logits.data<T>() + k;
-    column.logit_stride = num_tasks;
-    column.labels = labels.data<float>() + task.label_index;
-    column.label_stride = labels.dim(1);
-    column.gradient_scale = static_cast<T>(task.loss_weight / static_cast<double>(batch));
-    column.gradient = d_logits != nullptr ? d_logits->data<T>() + k : nullptr;
-    column.prediction = result.predictions.data<T>() + k;
-    column.output_stride = num_tasks;
-    column.loss_sum = sums.data<T>() + k;
-    if (task.type == TaskType::kBinary) {
-      kernels::sigmoid_cross_entropy<T>(ctx_, column, static_cast<float>(task.positive_weight));
-    } else {
-      kernels::squared_error<T>(ctx_, column);
-    }
+    specs[k].loss = task.type == TaskType::kBinary ? kernels::TaskLoss::kSigmoidCrossEntropy
+                                                   : kernels::TaskLoss::kSquaredError;
+    specs[k].positive_weight = static_cast<float>(task.positive_weight);
+    specs[k].label_column = task.label_index;
+    specs[k].gradient_scale = task.loss_weight / static_cast<double>(batch);
   }
+  kernels::MultiTaskLossBatch<T> arguments;
+  arguments.batch_size = batch;
+  arguments.tasks = num_tasks;
+  arguments.logits = logits.data<T>();
+  arguments.labels = labels.data<float>();
+  arguments.label_columns = labels.dim(1);
+  arguments.gradient = d_logits != nullptr ? d_logits->data<T>() : nullptr;
+  arguments.prediction = result.predictions.data<T>();
+  arguments.loss_sums = sums.data<T>();
+  arguments.non_finite_losses = result.non_finite_losses.data<std::int64_t>();
+  kernels::multitask_loss<T>(ctx_, arguments, specs);
+  // The one copy back per step: `tasks` sums.
   const std::vector<T> host_sums = sums.to_vector<T>();
   for (std::int64_t k = 0; k < num_tasks; ++k) {
     const double mean = static_cast<double>(host_sums[k]) / static_cast<double>(batch);

@@ -15,6 +15,9 @@ struct LossResult {
   std::vector<double> task_losses;  // unweighted mean loss of each task
   double total = 0;                 // sum_k alpha_k * task_losses[k]
   Tensor predictions;               // [batch, tasks]: probabilities or regression values
+  // One int64 on the logits' device: how many (sample, task) losses were NaN or infinite. Not
+  // copied to the host by compute(); read it only when a task loss is not finite.
+  Tensor non_finite_losses;
 };
 
 template <typename T>

@@ -1,9 +1,10 @@
 // Per-task losses on logits (sigmoid cross-entropy with a positive weight, squared error): the
 // loss sum, the gradient with respect to the logits and the prediction, for one task column of a
-// batch-major [batch, tasks] matrix at a time.
+// batch-major [batch, tasks] matrix at a time, or for every task of the matrix in one call.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "kernels/core/device.h"
@@ -61,7 +62,60 @@ void sigmoid_cross_entropy(const Context& ctx, const TaskLossColumn<T>& column,
 template <typename T>
 void squared_error(const Context& ctx, const TaskLossColumn<T>& column);
 
+// One task of a multitask_loss call.
+struct TaskLossSpec {
+  TaskLoss loss = TaskLoss::kSigmoidCrossEntropy;
+  float positive_weight = 1.f;    // sigmoid cross-entropy only; finite and >= 0
+  std::int64_t label_column = 0;  // the task's column of the labels matrix
+  double gradient_scale = 1.0;    // converted to T, then multiplies the task's gradients
+};
+
+// The most tasks one multitask_loss call takes (the CUDA twin passes the task specs to its kernel
+// by value).
+inline constexpr std::int64_t kMaxLossTasks = 64;
+
+// Every task of a batch at once. All pointers live on the device of the op's context.
+//   logits             [batch_size, tasks], row-major and contiguous (task k of sample i at
+//                      i * tasks + k).
+//   labels             [batch_size, label_columns] floats; task k reads column
+//                      specs[k].label_column.
+//   gradient           output [batch_size, tasks]: dloss/dz * gradient_scale, or nullptr.
+//   prediction         output [batch_size, tasks]: s(z) or z, or nullptr.
+//   loss_sums          output [tasks]: each task's unscaled loss sum over the batch, or nullptr.
+//                      Written, not accumulated (zeros for an empty batch). The CPU twin adds in
+//                      double in sample order; the CUDA twin adds floats in a fixed tree (block
+//                      partials, then one block adds them in order), the same bits every run.
+//   non_finite_losses  output, one value, or nullptr: how many (sample, task) losses are NaN or
+//                      infinite, so that a caller can tell a bad batch without reading the
+//                      losses. Written, not accumulated.
+// Per sample the arithmetic is that of sigmoid_cross_entropy / squared_error above (the shared
+// functions of kernels/loss/loss_math.h), so a task's gradient and prediction equal the per-column
+// op's bit for bit on the CPU. gradient and prediction may not alias each other or the inputs.
+template <typename T>
+struct MultiTaskLossBatch {
+  std::int64_t batch_size = 0;
+  std::int64_t tasks = 0;
+  const T* logits = nullptr;
+  const float* labels = nullptr;
+  std::int64_t label_columns = 1;
+  T* gradient = nullptr;
+  T* prediction = nullptr;
+  T* loss_sums = nullptr;
+  std::int64_t* non_finite_losses = nullptr;
+};
+
+// The losses of all tasks of a batch in one call (on CUDA one element kernel over all tasks and
+// one small kernel that finishes the sums). specs.size() must equal batch.tasks. Throws
+// std::invalid_argument for negative sizes, tasks outside [1, kMaxLossTasks], a label column
+// outside [0, label_columns), null inputs for a non-empty batch or a bad positive weight.
+template <typename T>
+void multitask_loss(const Context& ctx, const MultiTaskLossBatch<T>& batch,
+                    std::span<const TaskLossSpec> specs);
+
 namespace cpu {
+template <typename T>
+void multitask_loss(const MultiTaskLossBatch<T>& batch, std::span<const TaskLossSpec> specs);
+
 // Return the loss sum (accumulated in double) and also write it to column.loss_sum when given.
 template <typename T>
 T sigmoid_cross_entropy(const TaskLossColumn<T>& column, float positive_weight);
@@ -73,6 +127,8 @@ namespace cuda {
 void sigmoid_cross_entropy(const Context& ctx, const TaskLossColumn<float>& column,
                            float positive_weight);
 void squared_error(const Context& ctx, const TaskLossColumn<float>& column);
+void multitask_loss(const Context& ctx, const MultiTaskLossBatch<float>& batch,
+                    std::span<const TaskLossSpec> specs);
 }  // namespace cuda
 
 }  // namespace drgrad::kernels
