@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "engine/core/log.h"
-#include "engine/metrics/metrics.h"
+#include "engine/metrics/evaluation_accumulator.h"
 #include "engine/train/checkpoint.h"
 #include "io/util/atomic_file.h"
 #include "kernels/dense/gemm.h"
@@ -75,16 +75,21 @@ std::vector<double> Trainer::train_step(const io::Batch& batch) {
   const LossResult result = loss_.compute(logits, labels, &d_logits);
   for (std::size_t k = 0; k < result.task_losses.size(); ++k) {
     if (!std::isfinite(result.task_losses[k])) {
-      throw TrainingError("the loss of task '" + model_spec_.tasks[k].name + "' became " +
-                          std::to_string(result.task_losses[k]) + " at step " +
-                          std::to_string(step_ + 1) +
-                          "; no update was applied and no checkpoint written. Lower "
-                          "optimizer.learning_rate, check the data for NaN or huge values, or "
-                          "resume from the last checkpoint");
+      const std::int64_t non_finite = result.non_finite_losses.to_vector<std::int64_t>()[0];
+      throw TrainingError(
+          "the loss of task '" + model_spec_.tasks[k].name + "' became " +
+          std::to_string(result.task_losses[k]) + " at step " + std::to_string(step_ + 1) + " (" +
+          std::to_string(non_finite) + " of " +
+          std::to_string(batch.size * static_cast<std::int64_t>(result.task_losses.size())) +
+          " sample losses of the batch were not finite)" +
+          "; no update was applied and no checkpoint written. Lower "
+          "optimizer.learning_rate, check the data for NaN or huge values, or "
+          "resume from the last checkpoint");
     }
   }
   if (strategy_ && strategy_->needs_per_task_gradients()) {
-    model_.backward_per_task(d_logits);
+    model_.backward_per_task(d_logits, strategy_->needs_task_gram() ? TaskGram::kDuringBackward
+                                                                    : TaskGram::kNone);
   } else {
     model_.backward(d_logits);
   }
@@ -183,7 +188,10 @@ Evaluation Trainer::evaluate() {
   evaluation.step = step_;
   if (!eval_data_) return evaluation;
   const std::size_t num_tasks = model_spec_.tasks.size();
-  std::vector<TaskMetricAccumulator> accumulators(num_tasks);
+  // Predictions and labels stay on the model's device; only the per-batch loss sums and, at the
+  // end, a few numbers per task reach the host.
+  EvaluationAccumulator accumulator(model_spec_.tasks, ctx_);
+  accumulator.reserve(eval_data_->samples_per_epoch());  // -1 when unknown: grows as it goes
   std::vector<double> loss_sums(num_tasks, 0.0);
   std::int64_t samples = 0;
   eval_data_->start_epoch(0);
@@ -191,27 +199,23 @@ Evaluation Trainer::evaluate() {
     const Tensor logits = model_.forward(*batch);
     const Tensor labels = loss_.upload_labels(*batch);
     const LossResult result = loss_.compute(logits, labels, nullptr);
-    const std::vector<float> predictions = result.predictions.to_vector<float>();
-    const std::int64_t num_labels =
-        batch->size ? static_cast<std::int64_t>(batch->labels.size()) / batch->size : 0;
+    accumulator.add(result.predictions, labels);
     for (std::size_t k = 0; k < num_tasks; ++k) {
-      accumulators[k].add_strided(predictions.data() + k, static_cast<std::int64_t>(num_tasks),
-                                  batch->labels.data() + model_spec_.tasks[k].label_index,
-                                  num_labels, batch->size);
       loss_sums[k] += result.task_losses[k] * batch->size;
     }
     samples += batch->size;
   }
+  const std::vector<TaskMetrics> metrics = accumulator.compute();
   for (std::size_t k = 0; k < num_tasks; ++k) {
     TaskEvaluation task;
     task.name = model_spec_.tasks[k].name;
     task.type = model_spec_.tasks[k].type;
     task.samples = samples;
     task.mean_loss = samples ? loss_sums[k] / samples : NAN;
-    task.mse = accumulators[k].mean_squared_error();
+    task.mse = metrics[k].mean_squared_error;
     if (task.type == TaskType::kBinary) {
-      task.auc = accumulators[k].auc();
-      task.log_loss = accumulators[k].log_loss();
+      task.auc = metrics[k].auc;
+      task.log_loss = metrics[k].log_loss;
     } else {
       task.auc = NAN;
       task.log_loss = NAN;
