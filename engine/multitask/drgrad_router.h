@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/multitask/drgrad_router_rule.h"
+
 namespace drgrad::engine {
 
 // Which reading of Eq. 2 (see DRGRAD.md, "Known ambiguities").
@@ -67,9 +69,17 @@ struct RouterCoefficients {
   std::vector<RouterPair> pairs;
 };
 
+// The kernels' form of the settings for num_aux auxiliary towers. Throws std::invalid_argument for
+// no auxiliary tower or gamma <= 0, and kernels::NotSupportedError for more than
+// kernels::kRouterMaxAuxiliaryTowers.
+kernels::RouterRule router_rule(const RouterSettings& settings, std::size_t num_aux);
+// The engine's view of the coefficients the kernels computed.
+RouterCoefficients to_router_coefficients(const kernels::RouterCoefficientValues& values);
+
 // Eq. 1-3 (and the named variants; more than two tasks by the rule in DRGRAD.md: terms carrying
 // an auxiliary gradient are summed over k, terms carrying g1'' averaged over k). Every division
-// is guarded: a zero norm gives a zero cosine and a zero ratio, never NaN.
+// is guarded: a zero norm gives a zero cosine and a zero ratio, never NaN. The arithmetic is
+// kernels::compute_router_coefficient_values, the code the fused device passes run.
 RouterCoefficients compute_router_coefficients(const TowerGradientProducts& products,
                                                const RouterSettings& settings);
 

@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "kernels/core/dispatch.h"
 
@@ -94,48 +96,21 @@ void check_row_range(const char* op, std::int64_t table_rows,
   }
 }
 
-template <typename T>
-void sgd_element(const SgdOptions& options, T& weight, T gradient, T* velocity) {
-  const T regularized = gradient + T(options.weight_decay) * weight;
-  if (velocity == nullptr) {
-    weight -= T(options.learning_rate) * regularized;
-    return;
-  }
-  *velocity = T(options.momentum) * *velocity + regularized;
-  weight -= T(options.learning_rate) * *velocity;
-}
-
-// 1 - beta1^t and 1 - beta2^t, computed in double (beta2^t for beta2 near 1 and large t loses
-// digits in float).
-struct AdamBiasCorrection {
-  double first, second;
-};
-AdamBiasCorrection adam_bias_correction(const AdamOptions& options, std::int64_t step) {
-  return {1.0 - std::pow(double(options.beta1), double(step)),
-          1.0 - std::pow(double(options.beta2), double(step))};
-}
-
-template <typename T>
-void adam_element(const AdamOptions& options, T first_correction, T second_correction, T& weight,
-                  T gradient, T& first_moment, T& second_moment) {
-  first_moment = T(options.beta1) * first_moment + (T(1) - T(options.beta1)) * gradient;
-  second_moment =
-      T(options.beta2) * second_moment + (T(1) - T(options.beta2)) * gradient * gradient;
-  const T first_unbiased = first_moment / first_correction;
-  const T second_unbiased = second_moment / second_correction;
-  weight -= T(options.learning_rate) *
-            (first_unbiased / (std::sqrt(second_unbiased) + T(options.epsilon)) +
-             T(options.weight_decay) * weight);
-}
-
-template <typename T>
-void adagrad_element(const AdagradOptions& options, T& weight, T gradient, T& accumulator) {
-  const T regularized = gradient + T(options.weight_decay) * weight;
-  accumulator += regularized * regularized;
-  weight -= T(options.learning_rate) * regularized / (std::sqrt(accumulator) + T(options.epsilon));
-}
-
 }  // namespace
+
+template <typename T>
+void fused_dense_update(const UpdateRule& rule, const DenseUpdateSegment<T>* segments,
+                        std::int64_t num_segments, const int* skip) {
+  if (skip != nullptr && *skip != 0) return;
+  for (std::int64_t s = 0; s < num_segments; ++s) {
+    const DenseUpdateSegment<T>& segment = segments[s];
+    for (std::int64_t i = 0; i < segment.n; ++i) {
+      apply_update_rule(rule, segment.weights[i], segment.gradients[i],
+                        segment.state_a == nullptr ? nullptr : segment.state_a + i,
+                        segment.state_b == nullptr ? nullptr : segment.state_b + i);
+    }
+  }
+}
 
 template <typename T>
 void sgd_update(const SgdOptions& options, T* weights, const T* gradients, T* velocity,
@@ -206,6 +181,8 @@ void adagrad_update_rows(const AdagradOptions& options, T* table, std::int64_t t
 }
 
 #define DRGRAD_INSTANTIATE_CPU_OPTIMIZERS(T)                                              \
+  template void fused_dense_update<T>(const UpdateRule&, const DenseUpdateSegment<T>*,    \
+                                      std::int64_t, const int*);                          \
   template void sgd_update<T>(const SgdOptions&, T*, const T*, T*, std::int64_t);         \
   template void sgd_update_rows<T>(const SgdOptions&, T*, std::int64_t,                   \
                                    const RowSparseGradient<T>&, T*);                      \
@@ -220,6 +197,71 @@ DRGRAD_INSTANTIATE_CPU_OPTIMIZERS(float)
 DRGRAD_INSTANTIATE_CPU_OPTIMIZERS(double)
 #undef DRGRAD_INSTANTIATE_CPU_OPTIMIZERS
 }  // namespace cpu
+
+void check_update_rule(const char* op, const UpdateRule& rule) {
+  switch (rule.kind) {
+    case UpdateKind::kSgd:
+      check_options(op, rule.sgd);
+      return;
+    case UpdateKind::kAdam:
+      check_options(op, rule.adam, 1);
+      require(rule.adam_correction.first > 0 && rule.adam_correction.second > 0, op,
+              "Adam's bias corrections must be positive (build the rule with adam_rule)");
+      return;
+    case UpdateKind::kAdagrad:
+      check_options(op, rule.adagrad);
+      return;
+  }
+  throw std::invalid_argument(std::string(op) + ": unknown update rule");
+}
+
+template <typename T>
+DenseUpdateTable<T> make_dense_update_table(Device device,
+                                            std::vector<DenseUpdateSegment<T>> segments) {
+  std::int64_t offset = 0;
+  for (std::size_t s = 0; s < segments.size(); ++s) {
+    require(
+        segments[s].n >= 0, "make_dense_update_table",
+        "segment " + std::to_string(s) + " has negative length " + std::to_string(segments[s].n));
+    segments[s].offset = offset;
+    offset += segments[s].n;
+  }
+  return DenseUpdateTable<T>(device, std::move(segments));
+}
+
+template <typename T>
+void fused_dense_update(const Context& ctx, const UpdateRule& rule,
+                        const DenseUpdateTable<T>& table, const int* skip) {
+  const char* op = "fused_dense_update";
+  check_update_rule(op, rule);
+  require(table.empty() || table.device() == ctx.device, op,
+          "the segment table lives on " + table.device().to_string() + " but the update runs on " +
+              ctx.device.to_string() + "; build the table for the context's device");
+  std::int64_t total = 0;
+  for (std::size_t s = 0; s < table.host().size(); ++s) {
+    const DenseUpdateSegment<T>& segment = table.host()[s];
+    total += segment.n;
+    if (segment.n == 0) continue;
+    const std::string where = "segment " + std::to_string(s) + ": ";
+    require(segment.weights != nullptr && segment.gradients != nullptr, op,
+            where + "weights and gradients must not be null");
+    const bool needs_a = rule.kind != UpdateKind::kSgd || rule.sgd.momentum != 0.f;
+    require(!needs_a || segment.state_a != nullptr, op,
+            where + "the rule's first state array (velocity, first moment or accumulator) is null");
+    require(rule.kind != UpdateKind::kAdam || segment.state_b != nullptr, op,
+            where + "Adam's second moment is null");
+  }
+  if (ctx.device.is_cuda()) {
+    if constexpr (std::is_same_v<T, float>) {
+      DRGRAD_CUDA_TWIN(
+          cuda::fused_dense_update(ctx, rule, table.data(), table.size(), total, skip));
+      return;
+    } else {
+      throw_double_on_cuda(op);
+    }
+  }
+  cpu::fused_dense_update(rule, table.data(), table.size(), skip);
+}
 
 template <typename T>
 void sgd_update(const Context& ctx, const SgdOptions& options, T* weights, const T* gradients,
@@ -278,6 +320,10 @@ void adagrad_update_rows(const Context& ctx, const AdagradOptions& options, T* t
 }
 
 #define DRGRAD_INSTANTIATE_OPTIMIZERS(T)                                                           \
+  template DenseUpdateTable<T> make_dense_update_table<T>(Device,                                  \
+                                                          std::vector<DenseUpdateSegment<T>>);     \
+  template void fused_dense_update<T>(const Context&, const UpdateRule&,                           \
+                                      const DenseUpdateTable<T>&, const int*);                     \
   template void sgd_update<T>(const Context&, const SgdOptions&, T*, const T*, T*, std::int64_t);  \
   template void sgd_update_rows<T>(const Context&, const SgdOptions&, T*, std::int64_t,            \
                                    const RowSparseGradient<T>&, T*);                               \

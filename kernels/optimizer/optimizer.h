@@ -1,45 +1,19 @@
-// In-place optimizer steps (SGD with momentum, AdamW, Adagrad) on flat parameter arrays, and on a
-// subset of the rows of an embedding table whose gradient is given compactly, row by row.
-// Optimizer state (velocity, moments, accumulators) is allocated, initialized and kept by the
-// caller; these functions only read and write it.
+// In-place optimizer steps (SGD with momentum, AdamW, Adagrad) on flat parameter arrays, on a
+// subset of the rows of an embedding table whose gradient is given compactly, row by row, and on
+// a whole group of dense parameters in one multi-tensor pass. The rules themselves (options and
+// per-element arithmetic) are in update_rules.h. Optimizer state (velocity, moments,
+// accumulators) is allocated, initialized and kept by the caller; these functions only read and
+// write it.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/core/device.h"
+#include "kernels/core/device_table.h"
+#include "kernels/optimizer/update_rules.h"
 
 namespace drgrad::kernels {
-
-// v = momentum v + (g + weight_decay w);  w -= learning_rate v.
-// weight_decay is plain L2 regularization (added to the gradient, so it also enters the
-// velocity). momentum = 0 is plain SGD.
-struct SgdOptions {
-  float learning_rate = 0.01f;
-  float momentum = 0.f;
-  float weight_decay = 0.f;
-};
-
-// AdamW (Adam with decoupled weight decay, Loshchilov & Hutter), at step t >= 1:
-//   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
-//   m_hat = m / (1 - beta1^t);  v_hat = v / (1 - beta2^t)
-//   w -= learning_rate (m_hat / (sqrt(v_hat) + epsilon) + weight_decay w)
-// The decay uses w before the step and never enters the moments; weight_decay = 0 is Adam.
-struct AdamOptions {
-  float learning_rate = 1e-3f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float epsilon = 1e-8f;
-  float weight_decay = 0.f;
-};
-
-// g' = g + weight_decay w (L2);  accumulator += g'^2;  w -= learning_rate g' / (sqrt(acc) + eps).
-// The accumulator's initial value is whatever the caller fills it with (0 in PyTorch, 0.1 in
-// TensorFlow); a positive start keeps the first steps from being of size ~learning_rate.
-struct AdagradOptions {
-  float learning_rate = 0.01f;
-  float epsilon = 1e-10f;
-  float weight_decay = 0.f;
-};
 
 // The gradient of a [table_rows, dim] row-major table that is zero outside a few rows:
 // values[r * dim + c] is the gradient of table[rows[r] * dim + c]. `rows` holds num_rows unique
@@ -89,7 +63,49 @@ void adagrad_update_rows(const Context& ctx, const AdagradOptions& options, T* t
                          std::int64_t table_rows, const RowSparseGradient<T>& gradient,
                          T* accumulator);
 
+// One dense parameter of a multi-tensor update: its weights, gradients and state arrays (state_a
+// the velocity, first moment or accumulator; state_b Adam's second moment; null where the rule
+// has none), its length n, and offset, the number of elements of the segments before it
+// (make_dense_update_table fills it in; kernels use it to spread elements evenly over threads).
+template <typename T>
+struct DenseUpdateSegment {
+  T* weights = nullptr;
+  const T* gradients = nullptr;
+  T* state_a = nullptr;
+  T* state_b = nullptr;
+  std::int64_t n = 0;
+  std::int64_t offset = 0;
+};
+template <typename T>
+using DenseUpdateTable = DeviceTable<DenseUpdateSegment<T>>;
+
+// Fills in the offsets and mirrors the segments on `device`. Build it once per group and keep it
+// while the parameters' arrays stay where they are (the engine's optimizer rebuilds it only when
+// a pointer or a length changes). Throws std::invalid_argument for a negative length.
+template <typename T>
+DenseUpdateTable<T> make_dense_update_table(Device device,
+                                            std::vector<DenseUpdateSegment<T>> segments);
+
+// Updates every segment of `table` under `rule`, in one pass (one launch on CUDA; the CPU twin
+// walks the segments in order with the same per-element functions as the single-array steps,
+// so both give the bits of one sgd_update / adam_update / adagrad_update per segment).
+// skip: null, or a flag in the context's device memory; when it is non-zero at the time the pass
+// runs, nothing is written. It lets a step that never synchronizes with the host refuse an update
+// that a device-side check (say, a non-finite loss) has vetoed; null means always update.
+// Throws std::invalid_argument when a segment lacks an array its rule needs or an option is out
+// of range; the table must live on ctx.device.
+template <typename T>
+void fused_dense_update(const Context& ctx, const UpdateRule& rule,
+                        const DenseUpdateTable<T>& table, const int* skip = nullptr);
+
+// Checks an update rule's options as the single-array steps do (std::invalid_argument naming the
+// option); `op` names the caller in the message.
+void check_update_rule(const char* op, const UpdateRule& rule);
+
 namespace cpu {
+template <typename T>
+void fused_dense_update(const UpdateRule& rule, const DenseUpdateSegment<T>* segments,
+                        std::int64_t num_segments, const int* skip);
 template <typename T>
 void sgd_update(const SgdOptions& options, T* weights, const T* gradients, T* velocity,
                 std::int64_t n);
@@ -112,6 +128,9 @@ void adagrad_update_rows(const AdagradOptions& options, T* table, std::int64_t t
 }  // namespace cpu
 
 namespace cuda {
+void fused_dense_update(const Context& ctx, const UpdateRule& rule,
+                        const DenseUpdateSegment<float>* segments, std::int64_t num_segments,
+                        std::int64_t total_elements, const int* skip);
 void sgd_update(const Context& ctx, const SgdOptions& options, float* weights,
                 const float* gradients, float* velocity, std::int64_t n);
 void sgd_update_rows(const Context& ctx, const SgdOptions& options, float* table,

@@ -1,8 +1,8 @@
-// CUDA twin of kernels/optimizer: one thread per parameter element, grid-stride. Row-sparse
-// updates map element e of the compact [num_rows, dim] gradient to table row rows[e / dim].
+// CUDA twin of kernels/optimizer: one thread per parameter element, grid-stride, each element
+// through the shared per-element rules of update_rules.h. Row-sparse updates map element e of the
+// compact [num_rows, dim] gradient to table row rows[e / dim]. The multi-tensor update walks a
+// table of segments in one launch.
 #include <cuda_runtime.h>
-
-#include <cmath>
 
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/launch.cuh"
@@ -25,120 +25,97 @@ struct RowIndex {
   }
 };
 
+// Bytes per element (fp32): SGD reads w, g, v and writes w, v (20); Adam reads w, g, m, v and
+// writes w, m, v (28); Adagrad reads w, g, a and writes w, a (20).
 template <typename Index>
-__global__ void sgd_kernel(SgdOptions options, Index index, float* weights, const float* gradients,
-                           float* velocity, std::int64_t count) {
+__global__ void update_kernel(UpdateRule rule, Index index, float* weights, const float* gradients,
+                              float* state_a, float* state_b, std::int64_t count) {
   for (std::int64_t e = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; e < count;
        e += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t i = index(e);
-    const float regularized = gradients[e] + options.weight_decay * weights[i];
-    if (velocity == nullptr) {
-      weights[i] -= options.learning_rate * regularized;
-    } else {
-      const float v = options.momentum * velocity[i] + regularized;
-      velocity[i] = v;
-      weights[i] -= options.learning_rate * v;
+    apply_update_rule(rule, weights[i], gradients[e], state_a == nullptr ? nullptr : state_a + i,
+                      state_b == nullptr ? nullptr : state_b + i);
+  }
+}
+
+// Multi-tensor update. The group's elements are numbered in segment order (segment s covers
+// offset_s .. offset_s + n_s - 1); element number x belongs to thread x mod (grid threads), so
+// every thread gets the same share of the group's elements however the lengths are spread.
+__global__ void fused_dense_update_kernel(UpdateRule rule,
+                                          const DenseUpdateSegment<float>* segments,
+                                          std::int64_t num_segments, const int* skip) {
+  if (skip != nullptr && *skip != 0) return;
+  const std::int64_t threads = std::int64_t(gridDim.x) * blockDim.x;
+  const std::int64_t thread = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
+  for (std::int64_t s = 0; s < num_segments; ++s) {
+    const DenseUpdateSegment<float> segment = segments[s];
+    std::int64_t i = (thread - segment.offset % threads + threads) % threads;
+    for (; i < segment.n; i += threads) {
+      apply_update_rule(rule, segment.weights[i], segment.gradients[i],
+                        segment.state_a == nullptr ? nullptr : segment.state_a + i,
+                        segment.state_b == nullptr ? nullptr : segment.state_b + i);
     }
   }
 }
 
 template <typename Index>
-__global__ void adam_kernel(AdamOptions options, float first_correction, float second_correction,
-                            Index index, float* weights, const float* gradients,
-                            float* first_moment, float* second_moment, std::int64_t count) {
-  for (std::int64_t e = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; e < count;
-       e += std::int64_t(gridDim.x) * blockDim.x) {
-    const std::int64_t i = index(e);
-    const float g = gradients[e];
-    const float m = options.beta1 * first_moment[i] + (1.f - options.beta1) * g;
-    const float v = options.beta2 * second_moment[i] + (1.f - options.beta2) * g * g;
-    first_moment[i] = m;
-    second_moment[i] = v;
-    const float w = weights[i];
-    weights[i] = w - options.learning_rate * ((m / first_correction) /
-                                                  (sqrtf(v / second_correction) + options.epsilon) +
-                                              options.weight_decay * w);
-  }
-}
-
-template <typename Index>
-__global__ void adagrad_kernel(AdagradOptions options, Index index, float* weights,
-                               const float* gradients, float* accumulator, std::int64_t count) {
-  for (std::int64_t e = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; e < count;
-       e += std::int64_t(gridDim.x) * blockDim.x) {
-    const std::int64_t i = index(e);
-    const float w = weights[i];
-    const float regularized = gradients[e] + options.weight_decay * w;
-    const float a = accumulator[i] + regularized * regularized;
-    accumulator[i] = a;
-    weights[i] = w - options.learning_rate * regularized / (sqrtf(a) + options.epsilon);
-  }
-}
-
-// 1 - beta^t in double on the host (as the CPU twin does), handed to the kernel as float.
-float bias_correction(float beta, std::int64_t step) {
-  return static_cast<float>(1.0 - std::pow(double(beta), double(step)));
+void launch_update(const Context& ctx, const UpdateRule& rule, Index index, float* weights,
+                   const float* gradients, float* state_a, float* state_b, std::int64_t count) {
+  if (count == 0) return;
+  update_kernel<<<grid_for(count), kBlockSize, 0, stream_of(ctx)>>>(rule, index, weights, gradients,
+                                                                    state_a, state_b, count);
+  DRGRAD_CUDA_CHECK_LAUNCH(update_kernel);
 }
 
 }  // namespace
 
+void fused_dense_update(const Context& ctx, const UpdateRule& rule,
+                        const DenseUpdateSegment<float>* segments, std::int64_t num_segments,
+                        std::int64_t total_elements, const int* skip) {
+  if (total_elements == 0) return;
+  fused_dense_update_kernel<<<grid_for(total_elements), kBlockSize, 0, stream_of(ctx)>>>(
+      rule, segments, num_segments, skip);
+  DRGRAD_CUDA_CHECK_LAUNCH(fused_dense_update_kernel);
+}
+
 void sgd_update(const Context& ctx, const SgdOptions& options, float* weights,
                 const float* gradients, float* velocity, std::int64_t n) {
-  if (n == 0) return;
-  sgd_kernel<<<grid_for(n), kBlockSize, 0, stream_of(ctx)>>>(options, DenseIndex{}, weights,
-                                                             gradients, velocity, n);
-  DRGRAD_CUDA_CHECK_LAUNCH(sgd_kernel);
+  launch_update(ctx, sgd_rule(options), DenseIndex{}, weights, gradients, velocity, nullptr, n);
 }
 
 void sgd_update_rows(const Context& ctx, const SgdOptions& options, float* table,
                      std::int64_t table_rows, const RowSparseGradient<float>& gradient,
                      float* velocity) {
-  const std::int64_t count = gradient.num_rows * gradient.dim;
-  if (count == 0) return;
-  sgd_kernel<<<grid_for(count), kBlockSize, 0, stream_of(ctx)>>>(
-      options, RowIndex{gradient.rows, gradient.dim}, table, gradient.values, velocity, count);
-  DRGRAD_CUDA_CHECK_LAUNCH(sgd_kernel);
+  launch_update(ctx, sgd_rule(options), RowIndex{gradient.rows, gradient.dim}, table,
+                gradient.values, velocity, nullptr, gradient.num_rows * gradient.dim);
 }
 
 void adam_update(const Context& ctx, const AdamOptions& options, std::int64_t step, float* weights,
                  const float* gradients, float* first_moment, float* second_moment,
                  std::int64_t n) {
-  if (n == 0) return;
-  adam_kernel<<<grid_for(n), kBlockSize, 0, stream_of(ctx)>>>(
-      options, bias_correction(options.beta1, step), bias_correction(options.beta2, step),
-      DenseIndex{}, weights, gradients, first_moment, second_moment, n);
-  DRGRAD_CUDA_CHECK_LAUNCH(adam_kernel);
+  launch_update(ctx, adam_rule(options, step), DenseIndex{}, weights, gradients, first_moment,
+                second_moment, n);
 }
 
 void adam_update_rows(const Context& ctx, const AdamOptions& options, std::int64_t step,
                       float* table, std::int64_t table_rows,
                       const RowSparseGradient<float>& gradient, float* first_moment,
                       float* second_moment) {
-  const std::int64_t count = gradient.num_rows * gradient.dim;
-  if (count == 0) return;
-  adam_kernel<<<grid_for(count), kBlockSize, 0, stream_of(ctx)>>>(
-      options, bias_correction(options.beta1, step), bias_correction(options.beta2, step),
-      RowIndex{gradient.rows, gradient.dim}, table, gradient.values, first_moment, second_moment,
-      count);
-  DRGRAD_CUDA_CHECK_LAUNCH(adam_kernel);
+  launch_update(ctx, adam_rule(options, step), RowIndex{gradient.rows, gradient.dim}, table,
+                gradient.values, first_moment, second_moment, gradient.num_rows * gradient.dim);
 }
 
 void adagrad_update(const Context& ctx, const AdagradOptions& options, float* weights,
                     const float* gradients, float* accumulator, std::int64_t n) {
-  if (n == 0) return;
-  adagrad_kernel<<<grid_for(n), kBlockSize, 0, stream_of(ctx)>>>(options, DenseIndex{}, weights,
-                                                                 gradients, accumulator, n);
-  DRGRAD_CUDA_CHECK_LAUNCH(adagrad_kernel);
+  launch_update(ctx, adagrad_rule(options), DenseIndex{}, weights, gradients, accumulator, nullptr,
+                n);
 }
 
 void adagrad_update_rows(const Context& ctx, const AdagradOptions& options, float* table,
                          std::int64_t table_rows, const RowSparseGradient<float>& gradient,
                          float* accumulator) {
-  const std::int64_t count = gradient.num_rows * gradient.dim;
-  if (count == 0) return;
-  adagrad_kernel<<<grid_for(count), kBlockSize, 0, stream_of(ctx)>>>(
-      options, RowIndex{gradient.rows, gradient.dim}, table, gradient.values, accumulator, count);
-  DRGRAD_CUDA_CHECK_LAUNCH(adagrad_kernel);
+  launch_update(ctx, adagrad_rule(options), RowIndex{gradient.rows, gradient.dim}, table,
+                gradient.values, accumulator, nullptr, gradient.num_rows * gradient.dim);
 }
 
 }  // namespace drgrad::kernels::cuda
