@@ -1,11 +1,11 @@
-// Linear layer and MLP: matrix products through kernels/dense, activations through
-// kernels/activation.
+// Linear layer and MLP: the product, bias and activation (and their backward) through the fused
+// dense op of kernels/dense, which picks the CPU or CUDA implementation.
 #include "engine/layers/linear.h"
 
 #include <stdexcept>
 
 #include "engine/multitask/task_gradients.h"
-#include "kernels/dense/gemm.h"
+#include "kernels/dense/dense_layer.h"
 
 namespace drgrad::engine {
 
@@ -31,46 +31,30 @@ Tensor Linear<T>::forward(const Tensor& x) {
                                 "], got " + shape_to_string(x.shape()));
   }
   const std::int64_t batch = x.dim(0);
+  const kernels::DenseEpilogue epilogue = kernels::dense_epilogue_with_bias(activation_);
   input_ = x;
-  Tensor y(Shape{batch, out_features_}, dtype_of<T>(), x.device());
-  kernels::GemmShape shape{false,        false,        batch,         out_features_,
-                           in_features_, in_features_, out_features_, out_features_};
-  kernels::gemm<T>(ctx_, shape, T(1), x.data<T>(), weight_->value.data<T>(), T(0), y.data<T>());
-  kernels::add_bias_rows<T>(ctx_, y.data<T>(), out_features_, bias_->value.data<T>(), batch,
-                            out_features_);
-  if (activation_ == kernels::Activation::kIdentity) {
-    output_ = y;
-    return y;
-  }
-  pre_activation_ = y;
-  output_ = Tensor(y.shape(), y.dtype(), y.device());
-  kernels::activation_forward<T>(ctx_, activation_, y.data<T>(), output_.data<T>(), y.numel());
+  output_ = Tensor(Shape{batch, out_features_}, dtype_of<T>(), x.device());
+  // Only mish's backward reads the pre-activation; relu and sigmoid read the output.
+  pre_activation_ = kernels::needs_pre_activation(epilogue)
+                        ? Tensor(output_.shape(), output_.dtype(), output_.device())
+                        : Tensor();
+  kernels::dense_forward<T>(ctx_, dense_shape(batch), epilogue, x.data<T>(),
+                            weight_->value.data<T>(), bias_->value.data<T>(), output_.data<T>(),
+                            pre_activation_.defined() ? pre_activation_.data<T>() : nullptr);
   return output_;
 }
 
 template <typename T>
 Tensor Linear<T>::backward(const Tensor& dy, bool need_input_gradient) {
-  const std::int64_t batch = input_.dim(0);
-  Tensor d_pre = dy;
-  if (activation_ != kernels::Activation::kIdentity) {
-    d_pre = Tensor(dy.shape(), dy.dtype(), dy.device());
-    kernels::activation_backward<T>(ctx_, activation_, pre_activation_.data<T>(), output_.data<T>(),
-                                    dy.data<T>(), d_pre.data<T>(), dy.numel());
+  if (dy.rank() != 2) {
+    throw std::invalid_argument("linear backward expects [batch, " + std::to_string(out_features_) +
+                                "], got " + shape_to_string(dy.shape()));
   }
-  // dW += x^T d_pre ; db += column sums of d_pre
-  kernels::GemmShape weight_shape{true,  false,        in_features_,  out_features_,
-                                  batch, in_features_, out_features_, out_features_};
-  kernels::gemm<T>(ctx_, weight_shape, T(1), input_.data<T>(), d_pre.data<T>(), T(1),
-                   weight_->gradient.data<T>());
-  kernels::column_sums<T>(ctx_, d_pre.data<T>(), out_features_, batch, out_features_, T(1),
-                          bias_->gradient.data<T>());
-  if (!need_input_gradient) return Tensor();
-  Tensor dx(Shape{batch, in_features_}, dtype_of<T>(), dy.device());
-  kernels::GemmShape input_shape{false,         true,          batch,         in_features_,
-                                 out_features_, out_features_, out_features_, in_features_};
-  kernels::gemm<T>(ctx_, input_shape, T(1), d_pre.data<T>(), weight_->value.data<T>(), T(0),
-                   dx.data<T>());
-  return dx;
+  check_stacked_upstream(dy.reshaped({1, dy.dim(0), dy.dim(1)}));
+  const Tensor dx =
+      stacked_backward_into(dy.reshaped({1, dy.dim(0), dy.dim(1)}), weight_->gradient.data<T>(),
+                            bias_->gradient.data<T>(), need_input_gradient);
+  return dx.defined() ? dx.reshaped({dx.dim(1), dx.dim(2)}) : dx;
 }
 
 template <typename T>
@@ -98,34 +82,21 @@ Tensor Linear<T>::stacked_backward_into(const Tensor& dy_stacked, T* weight_grad
   check_stacked_upstream(dy_stacked);
   const std::int64_t batch = input_.dim(0);
   const std::int64_t tasks = dy_stacked.dim(0);
-  const std::int64_t block = batch * out_features_;
-  Tensor d_pre = dy_stacked;
-  if (activation_ != kernels::Activation::kIdentity) {
-    // The activation is the same for every task: its derivative multiplies each upstream.
+  const kernels::DenseEpilogue epilogue = kernels::dense_epilogue_with_bias(activation_);
+  // The activation is the same for every task: its derivative multiplies each upstream.
+  Tensor d_pre;
+  if (kernels::needs_pre_activation_gradient(epilogue)) {
     d_pre = Tensor(dy_stacked.shape(), dy_stacked.dtype(), dy_stacked.device());
-    for (std::int64_t k = 0; k < tasks; ++k) {
-      kernels::activation_backward<T>(ctx_, activation_, pre_activation_.data<T>(),
-                                      output_.data<T>(), dy_stacked.data<T>() + k * block,
-                                      d_pre.data<T>() + k * block, block);
-    }
   }
-  // dW_k += x^T d_pre_k for every k: one batched product reading x with stride 0.
-  const kernels::GemmShape weight_shape{true,  false,        in_features_,  out_features_,
-                                        batch, in_features_, out_features_, out_features_};
-  const kernels::GemmBatch weight_batch{tasks, 0, block, in_features_ * out_features_};
-  kernels::gemm_strided_batched<T>(ctx_, weight_shape, weight_batch, T(1), input_.data<T>(),
-                                   d_pre.data<T>(), T(1), weight_gradients);
-  for (std::int64_t k = 0; k < tasks; ++k) {
-    kernels::column_sums<T>(ctx_, d_pre.data<T>() + k * block, out_features_, batch, out_features_,
-                            T(1), bias_gradients + k * out_features_);
-  }
-  if (!need_input_gradient) return Tensor();
-  // dx for all tasks: the K upstreams are K * batch rows of one product with W^T.
-  Tensor dx(Shape{tasks, batch, in_features_}, dtype_of<T>(), dy_stacked.device());
-  const kernels::GemmShape input_shape{false,         true,          tasks * batch, in_features_,
-                                       out_features_, out_features_, out_features_, in_features_};
-  kernels::gemm<T>(ctx_, input_shape, T(1), d_pre.data<T>(), weight_->value.data<T>(), T(0),
-                   dx.data<T>());
+  Tensor dx;
+  if (need_input_gradient)
+    dx = Tensor(Shape{tasks, batch, in_features_}, dtype_of<T>(), dy_stacked.device());
+  kernels::dense_backward<T>(
+      ctx_, dense_shape(batch), epilogue, tasks, input_.data<T>(), weight_->value.data<T>(),
+      output_.data<T>(), pre_activation_.defined() ? pre_activation_.data<T>() : nullptr,
+      dy_stacked.data<T>(), d_pre.defined() ? d_pre.data<T>() : nullptr,
+      dx.defined() ? dx.data<T>() : nullptr, weight_gradients, bias_gradients,
+      /*accumulate=*/true);
   return dx;
 }
 

@@ -8,6 +8,7 @@
 
 #include "engine/layers/layer_builder.h"
 #include "kernels/activation/activation.h"
+#include "kernels/dense/dense_layer.h"
 
 namespace drgrad::engine {
 
@@ -49,12 +50,16 @@ class Linear {
                                bool need_input_gradient);
   // Throws std::invalid_argument unless dy_stacked is [K, batch of the last forward, out].
   void check_stacked_upstream(const Tensor& dy_stacked) const;
+  kernels::DenseShape dense_shape(std::int64_t batch) const {
+    return {batch, in_features_, out_features_};
+  }
 
   kernels::Context ctx_;
   std::int64_t in_features_, out_features_;
   kernels::Activation activation_;
   Parameter* weight_;
   Parameter* bias_;
+  // Kept by forward for backward: the input, the output and, for mish only, the pre-activation.
   Tensor input_, output_, pre_activation_;
 };
 
