@@ -7,10 +7,12 @@
 
 #include <cmath>
 
+#if !defined(DRGRAD_HOST_DEVICE)
 #if defined(__CUDACC__)
 #define DRGRAD_HOST_DEVICE __host__ __device__
 #else
 #define DRGRAD_HOST_DEVICE
+#endif
 #endif
 
 namespace drgrad::kernels::loss_math {

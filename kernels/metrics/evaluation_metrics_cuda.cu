@@ -14,6 +14,7 @@
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/launch.cuh"
 #include "kernels/metrics/evaluation_metrics.h"
+#include "kernels/metrics/rank_keys.h"
 
 namespace drgrad::kernels::cuda {
 namespace {
@@ -21,8 +22,7 @@ namespace {
 // At most this many blocks per task: the partials of a task fit one block's loop, and the grid
 // (hence every summation order) depends on the sample count only, not on the device.
 constexpr int kMaxMetricBlocks = 256;
-// A sort key is the 32 order-preserving bits of the score above one tie-order bit.
-constexpr int kRankKeyBits = 33;
+using rank_keys::kRankKeyBits;
 
 // The task specs as one kernel argument (by value).
 struct DeviceMetricSpecs {
@@ -105,36 +105,26 @@ __global__ void column_totals_kernel(MetricInputs inputs, DeviceMetricSpecs spec
   if (threadIdx.x == 0) partials[task * gridDim.x + blockIdx.x] = totals;
 }
 
-// Order-preserving unsigned bits of a float (not NaN): negative floats reversed below positive
-// ones. -0 is first turned into +0 so that the two zeros are one score, as for the CPU twin.
-__device__ unsigned ordered_score_bits(float score) {
-  const unsigned bits = __float_as_uint(score == 0.f ? 0.f : score);
-  return (bits & 0x80000000u) != 0 ? ~bits : (bits | 0x80000000u);
-}
-
-// keys[i] = (ordered score bits << 1) | tie bit, where a positive's tie bit is positive_tie_bit
-// and a negative's the other one: positive_tie_bit 1 sorts negatives first among equal scores.
+// keys[i] = rank_keys::rank_key of sample i (positive_tie_bit 1: negatives first among ties).
 __global__ void rank_keys_kernel(MetricInputs inputs, std::int64_t score_column,
                                  std::int64_t label_column, unsigned positive_tie_bit,
-                                 unsigned long long* keys) {
+                                 std::uint64_t* keys) {
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < inputs.samples;
        i += std::int64_t(gridDim.x) * blockDim.x) {
     const float score = inputs.scores[i * inputs.score_columns + score_column];
     const bool positive =
         inputs.labels[i * inputs.label_columns + label_column] >= inputs.positive_threshold;
-    const unsigned tie_bit = positive ? positive_tie_bit : 1u - positive_tie_bit;
-    keys[i] = (static_cast<unsigned long long>(ordered_score_bits(score)) << 1) | tie_bit;
+    keys[i] = rank_keys::rank_key(score, positive, positive_tie_bit);
   }
 }
 
 // partials[b] = sum of the positions j (handled by block b) whose key carries a positive's tie bit.
-__global__ void positive_position_sums_kernel(const unsigned long long* sorted_keys,
-                                              std::int64_t count, unsigned positive_tie_bit,
-                                              long long* partials) {
+__global__ void positive_position_sums_kernel(const std::uint64_t* sorted_keys, std::int64_t count,
+                                              unsigned positive_tie_bit, long long* partials) {
   long long local_sum = 0;
   for (std::int64_t j = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; j < count;
        j += std::int64_t(gridDim.x) * blockDim.x) {
-    if ((sorted_keys[j] & 1ull) == positive_tie_bit) local_sum += j;
+    if ((sorted_keys[j] & 1u) == positive_tie_bit) local_sum += j;
   }
   const long long total = block_sum(local_sum);
   if (threadIdx.x == 0) partials[blockIdx.x] = total;
@@ -212,8 +202,8 @@ void evaluation_metrics(const Context& ctx, const MetricInputs& inputs,
   if (any_auc) {
     // Keys in a double buffer: CUB sorts back and forth between the two halves, so the sort needs
     // only a small temporary storage of its own.
-    const StreamScratch<unsigned long long> key_storage(2 * std::size_t(samples), stream);
-    cub::DoubleBuffer<unsigned long long> keys(key_storage.data(), key_storage.data() + samples);
+    const StreamScratch<std::uint64_t> key_storage(2 * std::size_t(samples), stream);
+    cub::DoubleBuffer<std::uint64_t> keys(key_storage.data(), key_storage.data() + samples);
     std::size_t temporary_bytes = 0;
     DRGRAD_CUDA_CHECK(cub::DeviceRadixSort::SortKeys(nullptr, temporary_bytes, keys, samples, 0,
                                                      kRankKeyBits, stream));
@@ -254,8 +244,6 @@ void evaluation_metrics(const Context& ctx, const MetricInputs& inputs,
     totals.squared_error_sum = device.squared_error_sum;
     totals.nan_samples = specs[k].roc_auc ? device.nan_samples : 0;
     if (specs[k].roc_auc && totals.nan_samples == 0) {
-      // Each order's position sum counts, over positives, the negatives sorted before it plus
-      // 0 + 1 + ... + (P - 1) for the positives themselves.
       const std::int64_t positives = device.positives;
       const std::int64_t twice_u = device.position_sum_negatives_first +
                                    device.position_sum_positives_first -
