@@ -72,6 +72,13 @@ struct EnumNames<RoutedParameters> {
       {RoutedParameters::kAll, "all"}, {RoutedParameters::kFirstLayer, "first_layer"}};
 };
 template <>
+struct EnumNames<kernels::MatmulPrecision> {
+  static constexpr std::pair<kernels::MatmulPrecision, const char*> entries[] = {
+      {kernels::MatmulPrecision::kFp32, "fp32"},
+      {kernels::MatmulPrecision::kTf32, "tf32"},
+      {kernels::MatmulPrecision::kBf16, "bf16"}};
+};
+template <>
 struct EnumNames<Initializer> {
   static constexpr std::pair<Initializer, const char*> entries[] = {
       {Initializer::kXavierUniform, "xavier_uniform"}};
@@ -231,6 +238,10 @@ ConfigLayout build_layout() {
                           "BLAS threads for CPU matrix products; 0 uses every core (small "
                           "layers run fastest on 1)",
                           at_least(0)),
+      DRGRAD_CONFIG_FIELD(Config, training.matmul_precision,
+                          "CUDA matrix products: fp32, or tensor cores with inputs rounded to "
+                          "tf32 or bf16 (fp32 accumulation and fp32 weights in every mode; the "
+                          "CPU always computes in fp32)"),
       DRGRAD_CONFIG_FIELD(Config, training.log_every, "log every N steps (0: never)", at_least(0)),
       DRGRAD_CONFIG_FIELD(Config, training.checkpoint_every,
                           "checkpoint every N steps (0: at the end only)", at_least(0)),

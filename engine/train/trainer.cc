@@ -47,7 +47,7 @@ Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spe
                  std::unique_ptr<BatchStream> eval_data)
     : model_spec_(model_spec),
       options_(options),
-      ctx_{options.device, nullptr},
+      ctx_{options.device, nullptr, options.matmul_precision},
       model_(model_spec, ctx_, options.seed),
       optimizer_(optimizer_spec, model_.parameters()),
       loss_(model_spec.tasks, ctx_),
@@ -55,6 +55,11 @@ Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spe
       eval_data_(std::move(eval_data)) {
   if (!train_data_) throw std::invalid_argument("the trainer needs training data");
   kernels::set_cpu_blas_threads(options_.cpu_threads);
+  if (options_.device.is_cpu() && options_.matmul_precision != kernels::MatmulPrecision::kFp32) {
+    log_warning(std::string("training.matmul_precision = \"") +
+                kernels::matmul_precision_name(options_.matmul_precision) +
+                "\" applies to CUDA matrix products only; on the CPU they are computed in fp32");
+  }
   // Streams start at epoch 0 when built. The step count is known unless only epochs of unknown
   // size (compressed TFRecord input) are asked for.
   const std::int64_t samples = train_data_->samples_per_epoch();

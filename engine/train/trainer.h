@@ -28,6 +28,8 @@ struct TrainingOptions {
   std::uint64_t seed = 1;
   Device device;
   int cpu_threads = 1;  // BLAS threads for CPU products (0: all cores)
+  // Precision of CUDA matrix products; the CPU computes in fp32 whatever it says.
+  kernels::MatmulPrecision matmul_precision = kernels::MatmulPrecision::kFp32;
   std::string run_dir;  // empty: write nothing to disk
   bool save_checkpoints = true;
   int keep_checkpoints = 2;
