@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# GPU training throughput of drgrad against its PyTorch peer (eager and torch.compile) on the same
+# data and GPU in one run, plus the device's copy-bandwidth and matrix-product ceilings; writes a
+# summary with the ratios drgrad/eager (goal 3x) and drgrad/compile (goal 1.5x) and the DRGrad
+# step's overhead over MMoE (goal <= 5%).
+#   bench/run_gpu_bench.sh OUT_DIR
+# Writes into OUT_DIR: summary.txt (read it first), gpu_bench.jsonl (every measurement, one JSON
+# object per line), ceilings.txt, drgrad.txt, torch_eager.txt, torch_compile.txt.
+# Without a GPU every step says SKIPPED and the script exits 0.
+# Environment: BUILD_DIR (default build-device; the benchmarks are built there when missing and the
+# folder holds a configured build), DEVICE (cuda), PYTHON (a Python with torch: .venv-bench/bin/python
+# when present, else python3), MODELS (gpu_train_bench's --models; default all five), MODES
+# ("eager compile"), COMPILE_MODE (torch.compile mode, "default"), STEPS (100), WARMUP (20),
+# RUNS (5), DATA_DIR (where the generated data files go; default OUT_DIR/data),
+# GPU_BENCH_BUDGET_S (seconds for the whole script, default 600; steps that would pass it are
+# skipped and said so).
+set -uo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: bench/run_gpu_bench.sh OUT_DIR" >&2
+  exit 2
+fi
+mkdir -p "$1" || exit 2
+out_dir=$(cd "$1" && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root" || exit 2
+
+build_dir="${BUILD_DIR:-build-device}"
+device="${DEVICE:-cuda}"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  if [ -x .venv-bench/bin/python ]; then python=.venv-bench/bin/python; else python=python3; fi
+fi
+models="${MODELS:-census_mmoe,census_split_mmoe,census_drgrad,industrial_mmoe,industrial_drgrad}"
+modes="${MODES:-eager compile}"
+compile_mode="${COMPILE_MODE:-default}"
+steps="${STEPS:-100}"
+warmup="${WARMUP:-20}"
+runs="${RUNS:-5}"
+data_dir="${DATA_DIR:-$out_dir/data}"
+budget_s="${GPU_BENCH_BUDGET_S:-600}"
+start_s=$(date +%s)
+jsonl="$out_dir/gpu_bench.jsonl"
+summary="$out_dir/summary.txt"
+rm -f "$jsonl"
+: >"$summary"
+mkdir -p "$data_dir"
+
+note() { echo "$*" | tee -a "$summary"; }
+seconds_left() { echo $((budget_s - ($(date +%s) - start_s))); }
+
+# step NAME LOG MAX_SECONDS COMMAND...: COMMAND under `timeout` (at most what is left of the
+# budget), its output teed into LOG; one summary line per step. Sets step_rc.
+step_rc=0
+step() {
+  local name=$1 log=$2 max_s=$3
+  shift 3
+  local left limit begin
+  left=$(($(seconds_left) - 10))
+  limit=$((max_s < left ? max_s : left))
+  if ((limit < 10)); then
+    note "step $name: skipped, no time left in the ${budget_s}s budget"
+    step_rc=124
+    return
+  fi
+  begin=$(date +%s)
+  timeout --kill-after=10 "$limit" "$@" </dev/null 2>&1 | tee -a "$log"
+  step_rc=${PIPESTATUS[0]}
+  local status=ok
+  ((step_rc == 124 || step_rc == 137)) && status="timeout after ${limit}s"
+  ((step_rc != 0 && step_rc != 124 && step_rc != 137)) && status="failed (exit $step_rc)"
+  grep -q '^SKIPPED:' "$log" && status="SKIPPED ($(grep -m1 '^SKIPPED:' "$log"))"
+  note "step $name: $status, $(($(date +%s) - begin))s, log $(basename "$log")"
+}
+
+note "# drgrad GPU benchmark, $(date -u '+%F %T') UTC, $(git rev-parse --short HEAD 2>/dev/null ||
+  echo '?'), device $device, models $models, modes $modes"
+
+# --- the benchmarks (built when missing) ---------------------------------------------------------
+train_bench="$build_dir/bench/gpu_train_bench"
+ceilings_bench="$build_dir/bench/gpu_ceilings_bench"
+if [ ! -x "$train_bench" ] || [ ! -x "$ceilings_bench" ]; then
+  if [ -f "$build_dir/CMakeCache.txt" ]; then
+    step build "$out_dir/build.log" 300 cmake --build "$build_dir" --target gpu_train_bench \
+      gpu_ceilings_bench
+  fi
+  if [ ! -x "$train_bench" ]; then
+    note "no $train_bench: configure a CUDA build there (BUILD_DIR=...; see docs/gpu.md)"
+    exit 1
+  fi
+fi
+
+# --- ceilings, then drgrad (which also writes the data for the peer), then the peer ------------
+: >"$out_dir/ceilings.txt"
+: >"$out_dir/drgrad.txt"
+case "$device" in
+  cuda*) step ceilings "$out_dir/ceilings.txt" 120 "$ceilings_bench" --device "$device"     --json "$jsonl" ;;
+  *) note "step ceilings: not run, device $device is no GPU" ;;
+esac
+step drgrad "$out_dir/drgrad.txt" 240 "$train_bench" --device "$device" --models "$models" \
+  --steps "$steps" --warmup "$warmup" --runs "$runs" --write-data "$data_dir" --json "$jsonl"
+if grep -q '^SKIPPED:' "$out_dir/drgrad.txt"; then
+  note "SKIPPED: no CUDA device; no peer run and no ratios"
+  exit 0
+fi
+
+if ! "$python" -c "import torch" 2>/dev/null; then
+  note "peer: '$python' cannot import torch (PYTHON=...; on the device machine python3 has it)"
+else
+  for mode in $modes; do
+    : >"$out_dir/torch_$mode.txt"
+    step "torch-$mode" "$out_dir/torch_$mode.txt" 300 "$python" bench/peers/torch_mtl_gpu.py \
+      --data-dir "$data_dir" --device "$device" --models "$models" --modes "$mode" \
+      --compile-mode "$compile_mode" --steps "$steps" --warmup "$warmup" --runs "$runs" \
+      --json "$jsonl"
+  done
+fi
+
+# --- summary: medians, ratios against the goals, ceilings -----------------------------------------
+python3 - "$jsonl" <<'PYTHON' | tee -a "$summary"
+import json, sys
+records = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+train = {}
+for r in records:
+    if r.get("benchmark") == "gpu_train":
+        train[(r["model"], r["mode"])] = r
+ceilings = [r for r in records if r.get("benchmark") == "gpu_ceiling"]
+if ceilings:
+    print("ceilings (median):")
+    for r in ceilings:
+        print(f"  {r['name']:<10} {r['rate']:>10.1f} {r['unit']:<8}"
+              f"{'' if r['check']['passed'] else '  CHECK FAILED'}")
+models = []
+for model, _ in train:
+    if model not in models:
+        models.append(model)
+print(f"{'model':<20} {'drgrad':>12} {'torch eager':>12} {'torch compile':>14} "
+      f"{'/eager':>7} {'/compile':>9}   (samples/s, medians; goals 3x and 1.5x)")
+def rate(model, mode):
+    r = train.get((model, mode))
+    return r["median_samples_per_second"] if r else None
+def cell(value, width, digits=0):
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+for model in models:
+    d, e, c = rate(model, "drgrad"), rate(model, "eager"), rate(model, "compile")
+    checks = [train[(model, m)]["check"]["passed"] for m in ("drgrad", "eager", "compile")
+              if (model, m) in train]
+    print(f"{model:<20} {cell(d, 12)} {cell(e, 12)} {cell(c, 14)} "
+          f"{cell(d / e if d and e else None, 7, 2)} {cell(d / c if d and c else None, 9, 2)}"
+          f"{'' if all(checks) else '   A LOSS CHECK FAILED'}")
+for r in records:
+    if r.get("benchmark") == "gpu_train_overhead":
+        line = (f"{r['shape']}: DRGrad step {100 * r['drgrad_step_overhead']:+.1f}% against MMoE "
+                f"(goal <= +5%: {'met' if r['met'] else 'NOT met'})")
+        for mode in ("eager", "compile"):
+            m, g = rate(f"{r['shape']}_mmoe", mode), rate(f"{r['shape']}_drgrad", mode)
+            if m and g:
+                line += f"; torch {mode} {100 * (m / g - 1):+.1f}%"
+        print(line)
+PYTHON
+note "# finished in $(($(date +%s) - start_s))s"
+exit 0
