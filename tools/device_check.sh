@@ -7,7 +7,9 @@
 # once the summary is written, whatever failed: summary.txt says which step did.
 # Environment: BUILD_DIR (default build-device; reused when it already holds a configured build),
 # CUDA_ARCHITECTURES (default 90), JOBS (default: all cores), DEVICE_CHECK_BUDGET_S (default 540,
-# seconds for the whole script; keep it under the device tool's per-command limit).
+# seconds for the whole script; keep it under the device tool's per-command limit),
+# GPU_BENCH_MODELS / GPU_BENCH_MODES / GPU_BENCH_STEPS (what bench/run_gpu_bench.sh runs here:
+# default census_mmoe,census_drgrad,industrial_mmoe, "eager compile", 50 steps).
 set -uo pipefail
 
 if [ $# -ne 1 ]; then
@@ -27,7 +29,7 @@ budget_s="${DEVICE_CHECK_BUDGET_S:-540}"
 start_s=$(date +%s)
 summary="$out_dir/summary.txt"
 # Logs (the device tool brings back at most 8 files from OUT_DIR): summary.txt, machine.log,
-# build.log, ctest_gpu.log, ctest_all.log, bench.log, sanitizer.log.
+# build.log, ctest_gpu.log, ctest_all.log, bench.log, bench.jsonl, sanitizer.log.
 
 seconds_left() { echo $((budget_s - ($(date +%s) - start_s))); }
 
@@ -208,6 +210,7 @@ for bench in "$build_dir"/bench/*_bench; do
   [ -x "$bench" ] || continue
   found_bench=1
   name=$(basename "$bench")
+  case "$name" in gpu_*) continue ;; esac  # run below by bench/run_gpu_bench.sh, with the peer
   if ! command -v nvidia-smi >/dev/null; then
     record "$name" skipped 0 "no NVIDIA driver here"
     continue
@@ -219,6 +222,31 @@ for bench in "$build_dir"/bench/*_bench; do
   run_step "$name" "$bench_log" 120 "$bench" --device cuda
 done
 ((found_bench)) || record benchmarks none 0 "no bench/*_bench executables in $build_dir"
+
+# The GPU benchmarks and their PyTorch peer in one run (bench/run_gpu_bench.sh): the ceilings,
+# drgrad's and torch's samples/s and the ratios. Its data files stay in the build folder; its
+# summary lines join summary.txt and its JSON lines become bench.jsonl.
+gpu_bench_dir="$build_dir/gpu-bench"
+if [ -x "$build_dir/bench/gpu_train_bench" ]; then
+  gpu_bench_limit=$(($(seconds_left) - 15 - 60))  # keep a minute for the sanitizer steps
+  ((gpu_bench_limit > 300)) && gpu_bench_limit=300
+  rm -rf "$gpu_bench_dir"
+  if ((gpu_bench_limit >= 20)); then
+    run_step gpu-bench "$bench_log" "$gpu_bench_limit" env BUILD_DIR="$build_dir" \
+      DATA_DIR="$build_dir/gpu-bench-data" GPU_BENCH_BUDGET_S="$((gpu_bench_limit - 10))" \
+      MODELS="${GPU_BENCH_MODELS:-census_mmoe,census_drgrad,industrial_mmoe}" \
+      MODES="${GPU_BENCH_MODES:-eager compile}" STEPS="${GPU_BENCH_STEPS:-50}" WARMUP=10 RUNS=3 \
+      PYTHON="${GPU_BENCH_PYTHON:-python3}" "$root/bench/run_gpu_bench.sh" "$gpu_bench_dir"
+  else
+    record gpu-bench skipped 0 "no time left in the ${budget_s}s budget"
+  fi
+  if [ -f "$gpu_bench_dir/summary.txt" ]; then
+    sed 's/^/  gpu-bench | /' "$gpu_bench_dir/summary.txt" >>"$summary"
+    [ -f "$gpu_bench_dir/gpu_bench.jsonl" ] && cp "$gpu_bench_dir/gpu_bench.jsonl" "$out_dir/bench.jsonl"
+  fi
+else
+  record gpu-bench not-run 0 "no $build_dir/bench/gpu_train_bench"
+fi
 
 # --- memory and race checks, with what is left of the budget -------------------------------------
 # compute-sanitizer works on Firecracker machines, not on gVisor ones; either way the summary says.
