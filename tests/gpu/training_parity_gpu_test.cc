@@ -1,0 +1,211 @@
+// Whole training runs on the GPU against the same runs on the CPU: a small MMoE and a small
+// DRGrad model (split towers, router and updater), same seed and batches, a few hundred Adam
+// steps; the parameters must start identical and end within a stated tolerance of each other.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/multitask/drgrad_strategy.h"
+#include "engine/train/trainer.h"
+#include "io/generators/mmoe_generator.h"
+#include "tests/gpu/gpu_test_support.h"
+
+namespace {
+
+namespace engine = drgrad::engine;
+namespace io = drgrad::io;
+using drgrad::kernels::Device;
+
+constexpr std::int64_t kBatch = 64;
+constexpr std::int64_t kDistinctBatches = 8;
+constexpr std::int64_t kSteps = 300;
+
+// Tolerance. CPU (OpenBLAS) and GPU (cuBLAS, the CUDA twins) add in different orders, so one step
+// differs by fp32 rounding (about 1e-6 relative) and the runs drift apart as training goes on.
+// Adam bounds the drift: each step moves a parameter by about the learning rate (1e-3) at most,
+// whatever its gradient, so even an element whose gradient is pure rounding noise (where the
+// two runs may step in opposite directions) drifts like a random walk of 1e-3 steps,
+// sqrt(300) * 1e-3 ~ 0.02 in the worst case, while an element with a real gradient follows it on
+// both devices. Hence two checks:
+//  - per parameter tensor, ||gpu - cpu|| / ||cpu|| <= 1e-3: the tensors as a whole must agree
+//    to 0.1% (real divergence, such as a wrong kernel, gives order 1e-1 or more);
+//  - per element, |gpu - cpu| <= 2e-2 + 1e-2 |cpu|: no element may go further than the
+//    random-walk bound above.
+// The first GPU run prints the margins it met (worst values below), from which these bounds
+// can be tightened.
+constexpr double kTensorRelativeTolerance = 1e-3;
+constexpr double kElementAbsoluteTolerance = 2e-2;
+constexpr double kElementRelativeTolerance = 1e-2;
+
+struct ParityData {
+  io::Schema schema;
+  io::Batch all;
+  std::vector<io::Batch> batches;
+};
+
+ParityData make_data() {
+  io::MmoeGeneratorOptions options;
+  options.num_samples = kBatch * kDistinctBatches;
+  options.seed = 7;
+  options.input_dim = 12;
+  options.sparse_slots = 3;
+  options.sparse_vocabulary = 20;
+  options.binary_labels = true;
+  io::GeneratedData generated = io::generate_mmoe(options);
+  ParityData data{generated.schema, generated.batch, {}};
+  for (std::int64_t b = 0; b < kDistinctBatches; ++b) {
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(kBatch));
+    for (std::int64_t i = 0; i < kBatch; ++i) rows[i] = b * kBatch + i;
+    data.batches.push_back(io::gather_rows(data.all, rows));
+  }
+  return data;
+}
+
+engine::ModelSpec small_mmoe(const io::Schema& schema, bool drgrad) {
+  engine::ModelSpec spec;
+  spec.backbone = engine::BackboneKind::kMmoe;
+  spec.num_dense = static_cast<std::int64_t>(schema.num_dense());
+  for (const auto& slot_schema : schema.sparse_slots) {
+    engine::EmbeddingSlotSpec slot;
+    slot.name = slot_schema.name;
+    slot.vocabulary_size = slot_schema.vocabulary_size;
+    slot.dim = 4;
+    spec.slots.push_back(slot);
+  }
+  for (std::size_t t = 0; t < schema.labels.size(); ++t) {
+    spec.tasks.push_back({schema.labels[t], static_cast<int>(t)});
+  }
+  spec.num_experts = 4;
+  spec.expert_units = {16};
+  spec.tower_units = {8};
+  if (drgrad) {
+    spec.split.enabled = true;
+    spec.split.primary_task = 0;
+    spec.split.aux_read_shared = true;
+  }
+  return spec;
+}
+
+struct RunResult {
+  std::vector<std::string> names;
+  std::vector<std::vector<float>> initial, final;
+  std::vector<double> losses;  // summed over tasks, every step
+};
+
+std::vector<std::vector<float>> parameter_values(engine::Trainer& trainer) {
+  std::vector<std::vector<float>> values;
+  for (const auto& parameter : trainer.model().parameters().all()) {
+    values.push_back(parameter->value.to_vector<float>());
+  }
+  return values;
+}
+
+RunResult train(const ParityData& data, const engine::ModelSpec& spec, bool drgrad, Device device) {
+  engine::OptimizerSpec optimizer;  // Adam, learning rate 1e-3
+  engine::TrainingOptions training;
+  training.batch_size = kBatch;
+  training.seed = 11;
+  training.device = device;
+  training.show_progress = false;
+  training.save_checkpoints = false;
+  auto stream =
+      std::make_unique<engine::InMemoryBatchStream>(data.schema, data.all, kBatch, false, 1);
+  engine::Trainer trainer(spec, optimizer, training, std::move(stream), nullptr);
+  if (drgrad) {
+    engine::DrgradSettings settings;  // paper form, all tower parameters, gamma 1, rho 1
+    settings.telemetry_every = 0;
+    trainer.set_strategy(std::make_unique<engine::DrgradStrategy>(settings, trainer.model()));
+  }
+  RunResult result;
+  for (const auto& parameter : trainer.model().parameters().all()) {
+    result.names.push_back(parameter->name);
+  }
+  result.initial = parameter_values(trainer);
+  for (std::int64_t step = 0; step < kSteps; ++step) {
+    const auto losses = trainer.train_step(data.batches[step % kDistinctBatches]);
+    double total = 0;
+    for (const double loss : losses) total += loss;
+    result.losses.push_back(total);
+  }
+  result.final = parameter_values(trainer);
+  return result;
+}
+
+void check_parity(bool drgrad) {
+  const ParityData data = make_data();
+  const engine::ModelSpec spec = small_mmoe(data.schema, drgrad);
+  const RunResult cpu = train(data, spec, drgrad, Device::cpu());
+  const RunResult gpu = train(data, spec, drgrad, Device::cuda(0));
+  REQUIRE(cpu.names == gpu.names);
+
+  // Same seed, same initial values: initialisation draws on the host on both devices.
+  for (std::size_t p = 0; p < cpu.names.size(); ++p) {
+    INFO("parameter " << cpu.names[p]);
+    CHECK(cpu.initial[p] == gpu.initial[p]);
+  }
+
+  // Training worked on both (the loss fell), and the two loss curves agree at the end.
+  const auto tail_mean = [](const std::vector<double>& losses, bool last) {
+    const std::size_t window = losses.size() / 10;
+    double sum = 0;
+    for (std::size_t i = 0; i < window; ++i) sum += losses[last ? losses.size() - 1 - i : i];
+    return sum / static_cast<double>(window);
+  };
+  CHECK(tail_mean(cpu.losses, true) < tail_mean(cpu.losses, false));
+  CHECK(tail_mean(gpu.losses, true) < tail_mean(gpu.losses, false));
+  CHECK(tail_mean(gpu.losses, true) ==
+        Approx(tail_mean(cpu.losses, true)).epsilon(kTensorRelativeTolerance));
+
+  double worst_tensor = 0, worst_element = 0;
+  std::string worst_tensor_name, worst_element_name;
+  for (std::size_t p = 0; p < cpu.names.size(); ++p) {
+    const auto& expected = cpu.final[p];
+    const auto& got = gpu.final[p];
+    REQUIRE(expected.size() == got.size());
+    double difference2 = 0, norm2 = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      const double d = double(got[i]) - double(expected[i]);
+      difference2 += d * d;
+      norm2 += double(expected[i]) * double(expected[i]);
+      const double excess = std::abs(d) / (kElementAbsoluteTolerance +
+                                           kElementRelativeTolerance * std::abs(expected[i]));
+      if (!(excess <= worst_element)) {
+        worst_element = std::isnan(excess) ? INFINITY : excess;
+        worst_element_name = cpu.names[p] + "[" + std::to_string(i) + "]";
+      }
+    }
+    const double relative = norm2 > 0 ? std::sqrt(difference2 / norm2) : std::sqrt(difference2);
+    INFO("parameter " << cpu.names[p] << ": ||gpu - cpu|| / ||cpu|| = " << relative);
+    CHECK(relative <= kTensorRelativeTolerance);
+    if (!(relative <= worst_tensor)) {
+      worst_tensor = std::isnan(relative) ? INFINITY : relative;
+      worst_tensor_name = cpu.names[p];
+    }
+  }
+  INFO("worst element " << worst_element_name);
+  CHECK(worst_element <= 1.0);
+  // The margins, for tightening the tolerance after the first GPU runs.
+  std::cout << (drgrad ? "drgrad" : "mmoe") << " parity after " << kSteps
+            << " steps: worst ||gpu - cpu|| / ||cpu|| " << worst_tensor << " (" << worst_tensor_name
+            << ", bound " << kTensorRelativeTolerance << "); worst element at " << worst_element
+            << " of its bound (" << worst_element_name << "); final loss cpu "
+            << tail_mean(cpu.losses, true) << " gpu " << tail_mean(gpu.losses, true) << std::endl;
+}
+
+}  // namespace
+
+TEST_CASE("MMoE trained on the GPU ends where the CPU run ends", "[gpu][parity]") {
+  DRGRAD_REQUIRE_GPU();
+  check_parity(false);
+}
+
+TEST_CASE("DRGrad trained on the GPU ends where the CPU run ends", "[gpu][parity]") {
+  DRGRAD_REQUIRE_GPU();
+  check_parity(true);
+}
