@@ -26,6 +26,12 @@ struct Parameter {
   // Per-task gradients from a stacked backward (engine/multitask): dense [tasks, numel]; row-sparse
   // [tasks, touched rows, dim]. Undefined unless per-task gradients were requested.
   Tensor task_gradients;
+  // The K x K Gram matrix (float64, on the parameter's device) of the rows of task_gradients,
+  // computed by a stacked backward on the way when zero_task_gradients asked for it
+  // (engine/multitask/task_gradients.h). It describes task_gradients only while
+  // task_gram_current is true: any writer that does not update it clears the flag.
+  Tensor task_gram;
+  bool task_gram_current = false;
 };
 
 class ParameterStore {

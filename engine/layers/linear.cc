@@ -73,6 +73,13 @@ Tensor Linear<T>::backward_stacked(const Tensor& dy_stacked, bool need_input_gra
   const std::int64_t tasks = dy_stacked.dim(0);
   T* weight_gradients = dense_task_gradients(*weight_, tasks).data<T>();
   T* bias_gradients = dense_task_gradients(*bias_, tasks).data<T>();
+  double* weight_gram = task_gram_target(*weight_, tasks);
+  double* bias_gram = task_gram_target(*bias_, tasks);
+  if (weight_gram != nullptr && bias_gram != nullptr) {
+    // The strategy wants the tasks' Gram matrix: reduce it while writing the gradients.
+    return stacked_backward_with_gram(dy_stacked, weight_gradients, bias_gradients, weight_gram,
+                                      bias_gram, need_input_gradient);
+  }
   return stacked_backward_into(dy_stacked, weight_gradients, bias_gradients, need_input_gradient);
 }
 

@@ -48,6 +48,13 @@ class Linear {
   // [K, out] blocks, accumulated.
   Tensor stacked_backward_into(const Tensor& dy_stacked, T* weight_gradients, T* bias_gradients,
                                bool need_input_gradient);
+  // stacked_backward_into for all K tasks that also OVERWRITES weight_gram and bias_gram (K x K
+  // float64 on the layer's device) with the tasks' Gram matrix of the final weight and bias
+  // gradient blocks, reduced while they are written (kernels::task_gradients_with_gram), and
+  // marks both parameters' task Gram current. Defined in linear_task_gram.cc.
+  Tensor stacked_backward_with_gram(const Tensor& dy_stacked, T* weight_gradients,
+                                    T* bias_gradients, double* weight_gram, double* bias_gram,
+                                    bool need_input_gradient);
   // Throws std::invalid_argument unless dy_stacked is [K, batch of the last forward, out].
   void check_stacked_upstream(const Tensor& dy_stacked) const;
   kernels::DenseShape dense_shape(std::int64_t batch) const {

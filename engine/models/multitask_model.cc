@@ -161,14 +161,14 @@ void MultiTaskModel<T>::backward(const Tensor& d_logits) {
 }
 
 template <typename T>
-void MultiTaskModel<T>::backward_per_task(const Tensor& d_logits) {
+void MultiTaskModel<T>::backward_per_task(const Tensor& d_logits, TaskGram gram) {
   if (spec_.split.enabled) {
     throw kernels::NotSupportedError(
         "gradient surgery (pcgrad, cagrad) runs on plain backbones; set model.split_towers = "
         "false or use strategy drgrad");
   }
   const auto num_tasks = static_cast<std::int64_t>(towers_.size());
-  zero_task_gradients(store_, "backbone", num_tasks);
+  zero_task_gradients(store_, "backbone", num_tasks, gram);
   zero_task_gradients(store_, "embeddings", num_tasks);
   std::vector<Tensor> d_representations;
   for (std::int64_t k = 0; k < num_tasks; ++k) {

@@ -12,6 +12,7 @@
 
 #include "engine/layers/personalized_gate.h"
 #include "engine/models/backbone.h"
+#include "engine/multitask/task_gradients.h"
 #include "io/data/batch.h"
 
 namespace drgrad::engine {
@@ -31,8 +32,10 @@ class MultiTaskModel {
   // The backward pass for gradient surgery: towers as usual, then one stacked pass through the
   // shared part that leaves every task's gradient of the "backbone" and "embeddings" parameters
   // in Parameter::task_gradients (memory: tasks x shared parameters). Plain backbones only
-  // (split towers throw NotSupportedError).
-  void backward_per_task(const Tensor& d_logits);
+  // (split towers throw NotSupportedError). With TaskGram::kDuringBackward the backbone's dense
+  // parameters also get their K x K task Gram matrix (Parameter::task_gram) where their layer
+  // can compute it on the way.
+  void backward_per_task(const Tensor& d_logits, TaskGram gram = TaskGram::kNone);
 
   ParameterStore& parameters() { return store_; }
   const ParameterStore& parameters() const { return store_; }

@@ -1,8 +1,12 @@
-// GradientSurgery: one Gram pass over every parameter's per-task gradients, the weights on the
-// host, one combination pass per parameter.
+// GradientSurgery: the Gram matrix of the whole parameter set summed on the device (the Gram a
+// stacked backward already left, or one pass over the per-task gradients), one read of its
+// K x K entries, the weights on the host, one combination pass per parameter.
 #include "engine/multitask/gradient_surgery.h"
 
 #include <stdexcept>
+
+#include "engine/multitask/task_gradients.h"
+#include "kernels/multitask/task_gradient_gram.h"
 
 namespace drgrad::engine {
 
@@ -26,11 +30,18 @@ std::int64_t per_task_elements(const Parameter& parameter) {
   return parameter.task_gradients.numel() / parameter.task_gradients.dim(0);
 }
 
+// gram (K x K on ctx's device) += the parameter's task Gram: the one its stacked backward left
+// when that is current, else one pass over its per-task gradients. Returns true in the first case.
 template <typename T>
-void accumulate_gram(const kernels::Context& ctx, const Parameter& parameter, std::int64_t tasks,
+bool accumulate_gram(const kernels::Context& ctx, const Parameter& parameter, std::int64_t tasks,
                      double* gram) {
-  kernels::accumulate_task_gram<T>(ctx, parameter.task_gradients.data<T>(), tasks,
-                                   per_task_elements(parameter), gram);
+  if (has_current_task_gram(parameter, tasks)) {
+    kernels::add_task_gram(ctx, parameter.task_gram.data<double>(), tasks, gram);
+    return true;
+  }
+  kernels::accumulate_task_gram_on_device<T>(ctx, parameter.task_gradients.data<T>(), tasks,
+                                             per_task_elements(parameter), gram);
+  return false;
 }
 
 template <typename T>
@@ -78,14 +89,26 @@ const std::vector<double>& GradientSurgery::apply(const std::vector<Parameter*>&
     weights_.clear();
     return weights_;
   }
-  gram_.assign(static_cast<std::size_t>(tasks * tasks), 0.0);
-  for (const Parameter* parameter : parameters) {
-    if (parameter->value.dtype() == DType::kFloat32) {
-      accumulate_gram<float>(ctx_, *parameter, tasks, gram_.data());
-    } else {
-      accumulate_gram<double>(ctx_, *parameter, tasks, gram_.data());
-    }
+  // The per-parameter Gram matrices add up to that of the concatenation. They are summed on the
+  // device in parameter order and read once: K * K numbers per step, the only host read of the
+  // surgery (the weights are solved on the host).
+  const Shape gram_shape{tasks, tasks};
+  if (device_gram_.defined() && device_gram_.shape() == gram_shape &&
+      device_gram_.device() == ctx_.device) {
+    device_gram_.zero_();
+  } else {
+    device_gram_ = Tensor::zeros(gram_shape, DType::kFloat64, ctx_.device);
   }
+  gram_from_backward_ = 0;
+  for (const Parameter* parameter : parameters) {
+    const bool from_backward =
+        parameter->value.dtype() == DType::kFloat32
+            ? accumulate_gram<float>(ctx_, *parameter, tasks, device_gram_.data<double>())
+            : accumulate_gram<double>(ctx_, *parameter, tasks, device_gram_.data<double>());
+    if (from_backward) ++gram_from_backward_;
+  }
+  gram_.assign(static_cast<std::size_t>(tasks * tasks), 0.0);
+  kernels::read_task_gram(ctx_, device_gram_.data<double>(), tasks, gram_.data());
   if (options_.method == SurgeryMethod::kPcgrad) {
     kernels::PcgradOptions step_options = options_.pcgrad;
     step_options.seed += static_cast<std::uint64_t>(steps_);

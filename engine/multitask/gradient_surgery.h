@@ -38,11 +38,14 @@ class GradientSurgery {
 
   // Reads Parameter::task_gradients of every parameter in `parameters` (all with the same task
   // count K: dense [K, numel], row-sparse [K, touched rows, dim] as left by backward_stacked),
-  // computes the Gram matrix of the concatenated per-task gradients, the method's weights once
-  // for the whole set, and OVERWRITES Parameter::gradient with the combined gradient
-  // sum_k weights[k] g_k (dense: the parameter's shape; row-sparse: [touched rows, dim], matching
-  // touched_rows). The per-task buffers are left as they are. Returns the weights.
-  // Throws std::logic_error naming a parameter without per-task gradients or with another K.
+  // computes the Gram matrix of the concatenated per-task gradients (taking a parameter's
+  // Parameter::task_gram instead of reading its gradients when the stacked backward left a
+  // current one, see TaskGram::kDuringBackward; summed on ctx's device, then read to the host
+  // once), the method's weights once for the whole set, and OVERWRITES Parameter::gradient with the
+  // combined gradient sum_k weights[k] g_k (dense: the parameter's shape; row-sparse: [touched
+  // rows, dim], matching touched_rows). The per-task buffers are left as they are. Returns the
+  // weights. Throws std::logic_error naming a parameter without per-task gradients or with another
+  // K.
   const std::vector<double>& apply(const std::vector<Parameter*>& parameters);
   // The same for every parameter of the named groups of `store`.
   const std::vector<double>& apply(ParameterStore& store, const std::vector<std::string>& groups);
@@ -52,12 +55,17 @@ class GradientSurgery {
   // The last step's K x K Gram matrix (row-major) and weights, for logging.
   const std::vector<double>& last_gram() const { return gram_; }
   const std::vector<double>& last_weights() const { return weights_; }
+  // How many parameters of the last step contributed the Gram their stacked backward left
+  // (the others were read once more by the Gram pass).
+  std::int64_t last_gram_from_backward() const { return gram_from_backward_; }
 
  private:
   kernels::Context ctx_;
   GradientSurgeryOptions options_;
   std::int64_t steps_ = 0;
   std::vector<double> gram_, weights_;
+  Tensor device_gram_;  // K x K float64 on ctx's device, the step's running sum
+  std::int64_t gram_from_backward_ = 0;
 };
 
 }  // namespace drgrad::engine

@@ -19,6 +19,10 @@ class MultiTaskStrategy {
   // True when the strategy needs each task's gradient of the shared parameters: the trainer
   // then runs MultiTaskModel::backward_per_task instead of backward.
   virtual bool needs_per_task_gradients() const { return false; }
+  // With needs_per_task_gradients: true when the strategy reads the tasks' Gram matrix of the
+  // shared parameters, so that the stacked backward computes it on the way
+  // (TaskGram::kDuringBackward in engine/multitask/task_gradients.h).
+  virtual bool needs_task_gram() const { return false; }
   // After model.backward() of step `step` (1-based), before the optimizer's update.
   virtual void after_backward(MultiTaskModel<float>& model, std::int64_t step) = 0;
   // State that must survive a checkpoint ("strategy/..." tensors), and its restoration (which

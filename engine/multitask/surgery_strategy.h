@@ -17,6 +17,7 @@ class SurgeryStrategy final : public MultiTaskStrategy {
     return method_ == SurgeryMethod::kPcgrad ? "pcgrad" : "cagrad";
   }
   bool needs_per_task_gradients() const override { return true; }
+  bool needs_task_gram() const override { return true; }
   void after_backward(MultiTaskModel<float>& model, std::int64_t step) override {
     surgery_.apply(model.parameters(), {"backbone", "embeddings"});
   }
