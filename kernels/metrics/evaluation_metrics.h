@@ -56,7 +56,8 @@ inline constexpr std::int64_t kMaxMetricTasks = 64;
 //
 // CUDA: runs on the context's stream, synchronises it once at the end (to copy the results back).
 // Scratch, allocated stream-ordered for the call and freed at its end: 16 bytes per sample for the
-// sort keys, CUB's temporary storage (a few KiB) and 48 bytes per (block, task) of partials.
+// sort keys (one task sorted at a time), CUB's temporary storage (sized by CUB at run time) and
+// 48 bytes per (block, task) of partials, at most 256 blocks.
 // Throws std::invalid_argument for negative sizes, columns out of range, more than
 // kMaxMetricTasks tasks or null inputs with samples > 0. The twins themselves never throw on NaN:
 // they count it in nan_samples (and then leave roc_auc NaN); this dispatching function throws.

@@ -172,6 +172,7 @@ void evaluation_metrics(const Context& ctx, const MetricInputs& inputs,
   const cudaStream_t stream = stream_of(ctx);
   const int tasks = static_cast<int>(specs.size());
   const std::int64_t samples = inputs.samples;
+  if (tasks == 0) return;
   if (samples == 0) {
     for (TaskMetricTotals& totals : results) {
       totals = TaskMetricTotals{};
@@ -207,6 +208,8 @@ void evaluation_metrics(const Context& ctx, const MetricInputs& inputs,
     std::size_t temporary_bytes = 0;
     DRGRAD_CUDA_CHECK(cub::DeviceRadixSort::SortKeys(nullptr, temporary_bytes, keys, samples, 0,
                                                      kRankKeyBits, stream));
+    // At least one byte: a null storage pointer would turn the sort below into a size query.
+    temporary_bytes = std::max<std::size_t>(temporary_bytes, 1);
     const StreamScratch<unsigned char> temporary(temporary_bytes, stream);
     const unsigned key_blocks = grid_for(samples);
     for (int k = 0; k < tasks; ++k) {
