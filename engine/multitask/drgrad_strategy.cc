@@ -1,5 +1,6 @@
-// DrgradStrategy: inner products over the routed tower parameters, the router's coefficients,
-// their application with axpy on the device, the updater, and telemetry.
+// DrgradStrategy: builds (once) the segment tables of the towers, runs the fused router passes of
+// kernels/multitask/drgrad_router.h on the model's device, hands the towers' update to the fused
+// pass and the rest to the optimizer, and writes telemetry.
 #include "engine/multitask/drgrad_strategy.h"
 
 #include <algorithm>
@@ -9,49 +10,44 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "kernels/vector/vector_ops.h"
-
 namespace drgrad::engine {
 
 namespace {
-std::vector<Parameter*> routed(const std::vector<Parameter*>& tower, RoutedParameters scope) {
-  if (scope == RoutedParameters::kAll) return tower;
-  std::vector<Parameter*> first;
-  for (Parameter* parameter : tower) {
-    if (parameter->name.find("/layer0/") != std::string::npos) first.push_back(parameter);
-  }
-  return first;
+bool is_routed(const Parameter& parameter, RoutedParameters scope) {
+  return scope == RoutedParameters::kAll || parameter.name.find("/layer0/") != std::string::npos;
 }
 
-double squared_norm(const kernels::Context& ctx, const std::vector<Parameter*>& tower) {
-  double total = 0;
-  for (const Parameter* p : tower) {
-    total += kernels::dot<float>(ctx, p->gradient.numel(), p->gradient.data<float>(),
-                                 p->gradient.data<float>());
-  }
-  return total;
+bool same_tower_arrays(const kernels::RouterTowerArrays<float>& a,
+                       const kernels::RouterTowerArrays<float>& b) {
+  return a.weights == b.weights && a.gradients == b.gradients && a.state_a == b.state_a &&
+         a.state_b == b.state_b;
 }
 
-double inner(const kernels::Context& ctx, const std::vector<Parameter*>& a,
-             const std::vector<Parameter*>& b) {
-  double total = 0;
+bool same_segments(const std::vector<kernels::RouterProductSegment<float>>& a,
+                   const std::vector<kernels::RouterProductSegment<float>>& b, int num_aux) {
+  if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    total += kernels::dot<float>(ctx, a[i]->gradient.numel(), a[i]->gradient.data<float>(),
-                                 b[i]->gradient.data<float>());
+    if (a[i].own != b[i].own || a[i].shared != b[i].shared || a[i].n != b[i].n) return false;
+    for (int k = 0; k < num_aux; ++k) {
+      if (a[i].aux[k] != b[i].aux[k]) return false;
+    }
   }
-  return total;
+  return true;
 }
 
-// Sum of the entries of a tower's gradient, as a dot product with `ones` (at least as long as
-// the tower's largest parameter; kept by the strategy so that no step allocates it).
-double entry_sum(const kernels::Context& ctx, const std::vector<Parameter*>& tower,
-                 const Tensor& ones) {
-  double total = 0;
-  for (const Parameter* p : tower) {
-    total += kernels::dot<float>(ctx, p->gradient.numel(), p->gradient.data<float>(),
-                                 ones.data<float>());
+bool same_segments(const std::vector<kernels::RouterApplySegment<float>>& a,
+                   const std::vector<kernels::RouterApplySegment<float>>& b, int num_aux) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].n != b[i].n || a[i].routed != b[i].routed || !same_tower_arrays(a[i].own, b[i].own) ||
+        !same_tower_arrays(a[i].shared, b[i].shared)) {
+      return false;
+    }
+    for (int k = 0; k < num_aux; ++k) {
+      if (!same_tower_arrays(a[i].aux[k], b[i].aux[k])) return false;
+    }
   }
-  return total;
+  return true;
 }
 
 std::string json_list(const std::vector<double>& values) {
@@ -65,8 +61,7 @@ std::string json_list(const std::vector<double>& values) {
 }  // namespace
 
 DrgradStrategy::DrgradStrategy(const DrgradSettings& settings, const MultiTaskModel<float>& model)
-    : settings_(settings) {
-  updater_.rho = settings.rho;
+    : settings_(settings), workspace_(model.context().device) {
   const ModelSpec& spec = model.spec();
   if (!spec.split.enabled) {
     throw std::invalid_argument(
@@ -93,13 +88,7 @@ DrgradStrategy::DrgradStrategy(const DrgradSettings& settings, const MultiTaskMo
     aux_groups_.push_back(model.tower_group(k));
     check_same_shape(aux_groups_.back());
   }
-  if (settings.router.form == RouterForm::kSymmetricHeads) {
-    std::int64_t largest = 1;
-    for (const Parameter* p : reference) largest = std::max(largest, p->value.numel());
-    ones_ = Tensor::from_vector<float>({largest},
-                                       std::vector<float>(static_cast<std::size_t>(largest), 1.f))
-                .to(reference.front()->value.device());
-  }
+  rule_ = router_rule(settings.router, aux_groups_.size());
   if (!settings.telemetry_path.empty() && settings.telemetry_every > 0) {
     const auto folder = std::filesystem::path(settings.telemetry_path).parent_path();
     if (!folder.empty()) std::filesystem::create_directories(folder);
@@ -107,96 +96,141 @@ DrgradStrategy::DrgradStrategy(const DrgradSettings& settings, const MultiTaskMo
   }
 }
 
-void DrgradStrategy::after_backward(MultiTaskModel<float>& model, std::int64_t step) {
-  const kernels::Context& ctx = model.context();
+void DrgradStrategy::refresh_tables(const MultiTaskModel<float>& model,
+                                    Optimizer<float>* optimizer) {
   const ParameterStore& store = model.parameters();
-  const auto own_tower = store.group(model.primary_own_group());
-  const auto shared_tower = store.group(model.primary_shared_group());
-  const auto scope = settings_.router.scope;
-  const auto own = routed(own_tower, scope);
-  const auto shared = routed(shared_tower, scope);
+  const auto own = store.group(model.primary_own_group());
+  const auto shared = store.group(model.primary_shared_group());
   std::vector<std::vector<Parameter*>> aux;
-  for (const auto& group : aux_groups_) aux.push_back(routed(store.group(group), scope));
-
-  TowerGradientProducts products;
-  products.own_norm2 = squared_norm(ctx, own);
-  products.shared_norm2 = squared_norm(ctx, shared);
-  products.own_dot_shared = inner(ctx, own, shared);
-  const bool symmetric = settings_.router.form == RouterForm::kSymmetricHeads;
-  if (symmetric) products.own_sum = entry_sum(ctx, own, ones_);
-  for (const auto& tower : aux) {
-    products.aux_norm2.push_back(squared_norm(ctx, tower));
-    products.own_dot_aux.push_back(inner(ctx, own, tower));
-    if (symmetric) products.aux_sum.push_back(entry_sum(ctx, tower, ones_));
-  }
-  last_ = compute_router_coefficients(products, settings_.router);
-
-  // Apply, from the unmodified gradients: the auxiliary heads (symmetric form) read g1' as it was
-  // before its own update, so keep a copy of it first.
-  std::vector<Tensor> original_own;
-  if (symmetric) {
-    for (const Parameter* p : own) original_own.push_back(p->gradient.clone());
-  }
+  for (const auto& group : aux_groups_) aux.push_back(store.group(group));
+  auto arrays = [&](Parameter* parameter) {
+    kernels::RouterTowerArrays<float> tower;
+    tower.weights = parameter->value.data<float>();
+    tower.gradients = parameter->gradient.data<float>();
+    if (optimizer != nullptr) {
+      std::tie(tower.state_a, tower.state_b) = optimizer->state_arrays(*parameter);
+    }
+    return tower;
+  };
+  std::vector<kernels::RouterProductSegment<float>> products;
+  std::vector<kernels::RouterApplySegment<float>> applies;
   for (std::size_t i = 0; i < own.size(); ++i) {
-    float* g_own = own[i]->gradient.data<float>();
-    const std::int64_t n = own[i]->gradient.numel();
-    if (last_.own_from_shared != 0) {
-      kernels::axpy<float>(ctx, n, static_cast<float>(last_.own_from_shared),
-                           shared[i]->gradient.data<float>(), g_own);
-    }
-    for (std::size_t a = 0; a < aux.size(); ++a) {
-      if (last_.own_from_aux[a] != 0) {
-        kernels::axpy<float>(ctx, n, static_cast<float>(last_.own_from_aux[a]),
-                             aux[a][i]->gradient.data<float>(), g_own);
-      }
-    }
-    if (last_.shared_from_shared != 0) {
-      float* g_shared = shared[i]->gradient.data<float>();
-      kernels::axpy<float>(ctx, n, static_cast<float>(last_.shared_from_shared), g_shared,
-                           g_shared);
-    }
-    if (symmetric) {
-      for (std::size_t a = 0; a < aux.size(); ++a) {
-        kernels::axpy<float>(ctx, n, static_cast<float>(last_.aux_from_own[a]),
-                             original_own[i].data<float>(), aux[a][i]->gradient.data<float>());
-      }
-    }
+    const bool routed = is_routed(*own[i], settings_.router.scope);
+    kernels::RouterApplySegment<float> apply;
+    apply.own = arrays(own[i]);
+    apply.shared = arrays(shared[i]);
+    for (std::size_t k = 0; k < aux.size(); ++k) apply.aux[k] = arrays(aux[k][i]);
+    apply.n = own[i]->value.numel();
+    apply.routed = routed ? 1 : 0;
+    applies.push_back(apply);
+    if (!routed) continue;
+    kernels::RouterProductSegment<float> product;
+    product.own = apply.own.gradients;
+    product.shared = apply.shared.gradients;
+    for (std::size_t k = 0; k < aux.size(); ++k) product.aux[k] = apply.aux[k].gradients;
+    product.n = apply.n;
+    products.push_back(product);
   }
-  for (const auto& pair : last_.pairs) ++case_counts_[pair.sign_case];
-
-  // Updater: norms of the final gradients of T' and T'' (whole towers).
-  const double own_norm = std::sqrt(squared_norm(ctx, own_tower));
-  const double shared_norm = std::sqrt(squared_norm(ctx, shared_tower));
-  const auto [mu_own, mu_shared] = updater_.update(own_norm, shared_norm);
-  model.set_mixing(mu_own, mu_shared);
-
-  if (telemetry_.is_open() && step % settings_.telemetry_every == 0) {
-    std::vector<double> xi1, lambda1, cases, aux_norms;
-    for (std::size_t a = 0; a < last_.pairs.size(); ++a) {
-      xi1.push_back(last_.pairs[a].xi1);
-      lambda1.push_back(last_.pairs[a].lambda1);
-      cases.push_back(last_.pairs[a].sign_case);
-      aux_norms.push_back(std::sqrt(products.aux_norm2[a]));
-    }
-    const RouterPair& first = last_.pairs.front();
-    telemetry_ << "{\"step\": " << step << ", \"xi1\": " << json_list(xi1)
-               << ", \"xi2\": " << std::setprecision(7) << first.xi2
-               << ", \"lambda1\": " << json_list(lambda1) << ", \"lambda2\": " << first.lambda2
-               << ", \"case\": " << json_list(cases) << ", \"case_counts\": [" << case_counts_[0]
-               << ", " << case_counts_[1] << ", " << case_counts_[2] << ", " << case_counts_[3]
-               << "], \"mu_own\": " << mu_own << ", \"mu_shared\": " << mu_shared
-               << ", \"norm_own\": " << std::sqrt(products.own_norm2)
-               << ", \"norm_shared\": " << std::sqrt(products.shared_norm2)
-               << ", \"norm_aux\": " << json_list(aux_norms) << "}\n";
-    telemetry_.flush();
+  const kernels::Device device = model.context().device;
+  if (product_table_.empty() || !same_segments(products, product_segments_, rule_.num_aux)) {
+    product_segments_ = products;
+    product_table_ =
+        kernels::make_router_product_table<float>(device, rule_.num_aux, std::move(products));
+  }
+  if (apply_table_.empty() || !same_segments(applies, apply_segments_, rule_.num_aux)) {
+    apply_segments_ = applies;
+    apply_table_ =
+        kernels::make_router_apply_table<float>(device, rule_.num_aux, std::move(applies));
   }
 }
 
+void DrgradStrategy::run_router(MultiTaskModel<float>& model, Optimizer<float>* optimizer,
+                                std::int64_t step) {
+  const kernels::Context& ctx = model.context();
+  refresh_tables(model, optimizer);
+  // (a) every inner product in one pass, (b) the coefficients: both stay in device memory.
+  kernels::router_products<float>(ctx, product_table_, rule_.num_aux, workspace_);
+  kernels::router_coefficients(ctx, rule_, workspace_);
+  // (c) route; in a training step, update the towers in the same pass and let the optimizer do
+  // the rest, else write the routed gradients back for the optimizer to read.
+  if (optimizer != nullptr) {
+    const kernels::UpdateRule update = optimizer->next_dense_rule();
+    kernels::router_apply<float>(ctx, apply_table_, rule_.num_aux, &update,
+                                 /*write_gradients=*/false, workspace_);
+    ParameterStore& store = model.parameters();
+    for (const std::string& group : aux_groups_) {
+      for (const Parameter* p : store.group(group)) optimizer->skip_in_next_step(*p);
+    }
+    for (const Parameter* p : store.group(model.primary_own_group())) {
+      optimizer->skip_in_next_step(*p);
+    }
+    for (const Parameter* p : store.group(model.primary_shared_group())) {
+      optimizer->skip_in_next_step(*p);
+    }
+    optimizer->step(store);
+  } else {
+    kernels::router_apply<float>(ctx, apply_table_, rule_.num_aux, nullptr,
+                                 /*write_gradients=*/true, workspace_);
+  }
+  // (d) the updater, on the device.
+  kernels::router_update_mixing(ctx, settings_.rho, workspace_);
+  // The one host read of the step: the model's forward pass takes the mixing weights as host
+  // scalars, so their 16 bytes come back here (a synchronisation on a CUDA device).
+  double mu_own = 0.5, mu_shared = 0.5;
+  workspace_.read_mixing(&mu_own, &mu_shared);
+  model.set_mixing(mu_own, mu_shared);
+  if (telemetry_.is_open() && step % settings_.telemetry_every == 0) {
+    write_telemetry(step, workspace_.read_state());
+  }
+}
+
+void DrgradStrategy::after_backward(MultiTaskModel<float>& model, std::int64_t step) {
+  run_router(model, nullptr, step);
+}
+
+void DrgradStrategy::after_backward_and_step(MultiTaskModel<float>& model,
+                                             Optimizer<float>& optimizer, std::int64_t step) {
+  run_router(model, &optimizer, step);
+}
+
+RouterCoefficients DrgradStrategy::last_coefficients() const {
+  return to_router_coefficients(workspace_.read_state().coefficients);
+}
+
+std::array<std::int64_t, 4> DrgradStrategy::case_counts() const {
+  const kernels::RouterState state = workspace_.read_state();
+  return {state.case_counts[0], state.case_counts[1], state.case_counts[2], state.case_counts[3]};
+}
+
+void DrgradStrategy::write_telemetry(std::int64_t step, const kernels::RouterState& state) {
+  const RouterCoefficients last = to_router_coefficients(state.coefficients);
+  std::vector<double> xi1, lambda1, cases, aux_norms;
+  for (std::size_t a = 0; a < last.pairs.size(); ++a) {
+    xi1.push_back(last.pairs[a].xi1);
+    lambda1.push_back(last.pairs[a].lambda1);
+    cases.push_back(last.pairs[a].sign_case);
+    aux_norms.push_back(std::sqrt(state.products[kernels::product_aux_norm2(static_cast<int>(a))]));
+  }
+  const RouterPair& first = last.pairs.front();
+  telemetry_ << "{\"step\": " << step << ", \"xi1\": " << json_list(xi1)
+             << ", \"xi2\": " << std::setprecision(7) << first.xi2
+             << ", \"lambda1\": " << json_list(lambda1) << ", \"lambda2\": " << first.lambda2
+             << ", \"case\": " << json_list(cases) << ", \"case_counts\": [" << state.case_counts[0]
+             << ", " << state.case_counts[1] << ", " << state.case_counts[2] << ", "
+             << state.case_counts[3] << "], \"mu_own\": " << state.mu_own
+             << ", \"mu_shared\": " << state.mu_shared
+             << ", \"norm_own\": " << std::sqrt(state.products[kernels::kProductOwnNorm2])
+             << ", \"norm_shared\": " << std::sqrt(state.products[kernels::kProductSharedNorm2])
+             << ", \"norm_aux\": " << json_list(aux_norms) << "}\n";
+  telemetry_.flush();
+}
+
 void DrgradStrategy::save_state(std::map<std::string, Tensor>& tensors) const {
+  const kernels::RouterState state = workspace_.read_state();
   tensors["strategy/drgrad/state"] = Tensor::from_vector<double>(
-      {6}, {updater_.sigma_own, updater_.sigma_shared, static_cast<double>(case_counts_[0]),
-            static_cast<double>(case_counts_[1]), static_cast<double>(case_counts_[2]),
-            static_cast<double>(case_counts_[3])});
+      {6}, {state.sigma_own, state.sigma_shared, static_cast<double>(state.case_counts[0]),
+            static_cast<double>(state.case_counts[1]), static_cast<double>(state.case_counts[2]),
+            static_cast<double>(state.case_counts[3])});
 }
 
 void DrgradStrategy::load_state(const std::map<std::string, Tensor>& tensors,
@@ -208,11 +242,13 @@ void DrgradStrategy::load_state(const std::map<std::string, Tensor>& tensors,
         "with another strategy");
   }
   const auto values = found->second.to_vector<double>();
-  updater_.sigma_own = values.at(0);
-  updater_.sigma_shared = values.at(1);
-  for (int c = 0; c < 4; ++c) case_counts_[c] = static_cast<std::int64_t>(values.at(2 + c));
-  const auto [mu_own, mu_shared] = updater_.mixing();
-  model.set_mixing(mu_own, mu_shared);
+  kernels::RouterState state = workspace_.read_state();
+  state.sigma_own = values.at(0);
+  state.sigma_shared = values.at(1);
+  for (int c = 0; c < 4; ++c) state.case_counts[c] = static_cast<std::int64_t>(values.at(2 + c));
+  kernels::mixing_softmax(state.sigma_own, state.sigma_shared, &state.mu_own, &state.mu_shared);
+  workspace_.write_state(state);
+  model.set_mixing(state.mu_own, state.mu_shared);
 }
 
 }  // namespace drgrad::engine

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/models/multitask_model.h"
+#include "engine/optim/optimizer.h"
 
 namespace drgrad::engine {
 
@@ -25,6 +26,15 @@ class MultiTaskStrategy {
   virtual bool needs_task_gram() const { return false; }
   // After model.backward() of step `step` (1-based), before the optimizer's update.
   virtual void after_backward(MultiTaskModel<float>& model, std::int64_t step) = 0;
+  // What the trainer calls after model.backward(): after_backward, then the optimizer's step. A
+  // strategy that fuses its gradient rewrite with the update of the parameters it rewrites
+  // (DRGrad: route and update the towers in one pass) overrides it; the result must be that of
+  // after_backward followed by optimizer.step.
+  virtual void after_backward_and_step(MultiTaskModel<float>& model, Optimizer<float>& optimizer,
+                                       std::int64_t step) {
+    after_backward(model, step);
+    optimizer.step(model.parameters());
+  }
   // State that must survive a checkpoint ("strategy/..." tensors), and its restoration (which
   // may also set model state such as the mixing weights).
   virtual void save_state(std::map<std::string, Tensor>& tensors) const {}

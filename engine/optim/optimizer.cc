@@ -1,9 +1,9 @@
-// Optimizer: state allocation and per-parameter dispatch to the update kernels.
+// Optimizer: state allocation, the cached multi-tensor table of the dense parameters, and the
+// per-table row updates of the embeddings.
 #include "engine/optim/optimizer.h"
 
 #include <stdexcept>
-
-#include "kernels/optimizer/optimizer.h"
+#include <tuple>
 
 namespace drgrad::engine {
 
@@ -53,70 +53,114 @@ Tensor& Optimizer<T>::state_of(const Parameter& parameter, const char* slot) {
 }
 
 template <typename T>
-void Optimizer<T>::step(ParameterStore& store) {
-  ++steps_;
-  for (const auto& pointer : store.all()) {
-    Parameter& parameter = *pointer;
-    const kernels::Context ctx{parameter.value.device(), nullptr};
-    const double rate = parameter.row_sparse && spec_.embedding_learning_rate > 0
-                            ? spec_.embedding_learning_rate
-                            : spec_.learning_rate;
-    T* weights = parameter.value.template data<T>();
-    kernels::RowSparseGradient<T> rows;
-    if (parameter.row_sparse) {
-      if (parameter.touched_rows.empty()) continue;
-      rows.rows = parameter.touched_rows_device.template data<std::int64_t>();
-      rows.values = parameter.gradient.template data<T>();
-      rows.num_rows = static_cast<std::int64_t>(parameter.touched_rows.size());
-      rows.dim = parameter.value.dim(1);
-    }
-    const std::int64_t table_rows = parameter.row_sparse ? parameter.value.dim(0) : 0;
-    switch (spec_.kind) {
-      case OptimizerKind::kSgd: {
-        const kernels::SgdOptions options{static_cast<float>(rate),
-                                          static_cast<float>(spec_.momentum),
-                                          static_cast<float>(spec_.weight_decay)};
-        T* velocity = state_of(parameter, "velocity").template data<T>();
-        if (parameter.row_sparse) {
-          kernels::sgd_update_rows<T>(ctx, options, weights, table_rows, rows, velocity);
-        } else {
-          kernels::sgd_update<T>(ctx, options, weights, parameter.gradient.template data<T>(),
-                                 velocity, parameter.value.numel());
-        }
-        break;
-      }
-      case OptimizerKind::kAdam: {
-        const kernels::AdamOptions options{
-            static_cast<float>(rate), static_cast<float>(spec_.beta1),
-            static_cast<float>(spec_.beta2), static_cast<float>(spec_.epsilon),
-            static_cast<float>(spec_.weight_decay)};
-        T* first = state_of(parameter, "first_moment").template data<T>();
-        T* second = state_of(parameter, "second_moment").template data<T>();
-        if (parameter.row_sparse) {
-          kernels::adam_update_rows<T>(ctx, options, steps_, weights, table_rows, rows, first,
-                                       second);
-        } else {
-          kernels::adam_update<T>(ctx, options, steps_, weights,
-                                  parameter.gradient.template data<T>(), first, second,
-                                  parameter.value.numel());
-        }
-        break;
-      }
-      case OptimizerKind::kAdagrad: {
-        const kernels::AdagradOptions options{static_cast<float>(rate),
-                                              static_cast<float>(spec_.epsilon),
-                                              static_cast<float>(spec_.weight_decay)};
-        T* accumulator = state_of(parameter, "accumulator").template data<T>();
-        if (parameter.row_sparse) {
-          kernels::adagrad_update_rows<T>(ctx, options, weights, table_rows, rows, accumulator);
-        } else {
-          kernels::adagrad_update<T>(ctx, options, weights, parameter.gradient.template data<T>(),
-                                     accumulator, parameter.value.numel());
-        }
-        break;
-      }
+kernels::UpdateRule Optimizer<T>::rule_for(std::int64_t step, double learning_rate) const {
+  const auto rate = static_cast<float>(learning_rate);
+  switch (spec_.kind) {
+    case OptimizerKind::kSgd:
+      return kernels::sgd_rule(
+          {rate, static_cast<float>(spec_.momentum), static_cast<float>(spec_.weight_decay)});
+    case OptimizerKind::kAdam:
+      return kernels::adam_rule(
+          {rate, static_cast<float>(spec_.beta1), static_cast<float>(spec_.beta2),
+           static_cast<float>(spec_.epsilon), static_cast<float>(spec_.weight_decay)},
+          step);
+    case OptimizerKind::kAdagrad:
+      return kernels::adagrad_rule(
+          {rate, static_cast<float>(spec_.epsilon), static_cast<float>(spec_.weight_decay)});
+  }
+  throw std::logic_error("unknown optimizer kind");
+}
+
+template <typename T>
+kernels::UpdateRule Optimizer<T>::next_dense_rule() const {
+  return rule_for(steps_ + 1, spec_.learning_rate);
+}
+
+template <typename T>
+std::pair<T*, T*> Optimizer<T>::state_arrays(const Parameter& parameter) {
+  switch (spec_.kind) {
+    case OptimizerKind::kSgd:
+      return {state_of(parameter, "velocity").template data<T>(), nullptr};
+    case OptimizerKind::kAdam:
+      return {state_of(parameter, "first_moment").template data<T>(),
+              state_of(parameter, "second_moment").template data<T>()};
+    case OptimizerKind::kAdagrad:
+      return {state_of(parameter, "accumulator").template data<T>(), nullptr};
+  }
+  return {nullptr, nullptr};
+}
+
+namespace {
+template <typename T>
+bool same_segments(const std::vector<kernels::DenseUpdateSegment<T>>& a,
+                   const std::vector<kernels::DenseUpdateSegment<T>>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].weights != b[i].weights || a[i].gradients != b[i].gradients ||
+        a[i].state_a != b[i].state_a || a[i].state_b != b[i].state_b || a[i].n != b[i].n) {
+      return false;
     }
   }
+  return true;
+}
+}  // namespace
+
+template <typename T>
+void Optimizer<T>::step(ParameterStore& store) {
+  ++steps_;
+  const kernels::Context ctx{store.device(), nullptr};
+
+  // Dense parameters: one multi-tensor pass.
+  std::vector<kernels::DenseUpdateSegment<T>> segments;
+  for (const auto& pointer : store.all()) {
+    Parameter& parameter = *pointer;
+    if (parameter.row_sparse || skip_next_.count(&parameter) != 0) continue;
+    if (parameter.value.numel() == 0) continue;
+    kernels::DenseUpdateSegment<T> segment;
+    segment.weights = parameter.value.template data<T>();
+    segment.gradients = parameter.gradient.template data<T>();
+    std::tie(segment.state_a, segment.state_b) = state_arrays(parameter);
+    segment.n = parameter.value.numel();
+    segments.push_back(segment);
+  }
+  if (dense_table_.empty() || !same_segments(segments, dense_segments_)) {
+    dense_segments_ = segments;
+    dense_table_ = kernels::make_dense_update_table<T>(store.device(), std::move(segments));
+  }
+  kernels::fused_dense_update<T>(ctx, rule_for(steps_, spec_.learning_rate), dense_table_);
+
+  // Embedding tables: the touched rows, one pass per table.
+  const double embedding_rate =
+      spec_.embedding_learning_rate > 0 ? spec_.embedding_learning_rate : spec_.learning_rate;
+  const kernels::UpdateRule rows_rule = rule_for(steps_, embedding_rate);
+  for (const auto& pointer : store.all()) {
+    Parameter& parameter = *pointer;
+    if (!parameter.row_sparse || skip_next_.count(&parameter) != 0) continue;
+    if (parameter.touched_rows.empty()) continue;
+    const kernels::Context row_ctx{parameter.value.device(), nullptr};
+    T* weights = parameter.value.template data<T>();
+    kernels::RowSparseGradient<T> rows;
+    rows.rows = parameter.touched_rows_device.template data<std::int64_t>();
+    rows.values = parameter.gradient.template data<T>();
+    rows.num_rows = static_cast<std::int64_t>(parameter.touched_rows.size());
+    rows.dim = parameter.value.dim(1);
+    const std::int64_t table_rows = parameter.value.dim(0);
+    const auto [state_a, state_b] = state_arrays(parameter);
+    switch (spec_.kind) {
+      case OptimizerKind::kSgd:
+        kernels::sgd_update_rows<T>(row_ctx, rows_rule.sgd, weights, table_rows, rows, state_a);
+        break;
+      case OptimizerKind::kAdam:
+        kernels::adam_update_rows<T>(row_ctx, rows_rule.adam, steps_, weights, table_rows, rows,
+                                     state_a, state_b);
+        break;
+      case OptimizerKind::kAdagrad:
+        kernels::adagrad_update_rows<T>(row_ctx, rows_rule.adagrad, weights, table_rows, rows,
+                                        state_a);
+        break;
+    }
+  }
+  skip_next_.clear();
 }
 
 template class Optimizer<float>;

@@ -1,14 +1,18 @@
 // Optimizers over a ParameterStore: SGD with momentum, Adam (decoupled weight decay) and Adagrad.
-// Dense parameters update in full; embedding tables update only the rows the batch touched
-// (lazy updates, see kernels/optimizer/optimizer.h). The optimizer owns its state tensors and
-// exposes them by name for checkpoints.
+// Dense parameters update in full, all of them in one multi-tensor pass; embedding tables update
+// only the rows the batch touched (lazy updates, one pass per table; see
+// kernels/optimizer/optimizer.h). The optimizer owns its state tensors and exposes them by name
+// for checkpoints.
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/core/parameter_store.h"
+#include "kernels/optimizer/optimizer.h"
 
 namespace drgrad::engine {
 
@@ -30,8 +34,23 @@ class Optimizer {
  public:
   Optimizer(const OptimizerSpec& spec, const ParameterStore& store);
 
-  // One update of every parameter from its current gradient.
+  // One update of every parameter from its current gradient, except those marked with
+  // skip_in_next_step (whose marks it then clears). The dense parameters go through one
+  // kernels::fused_dense_update over a segment table that is built on the first step and rebuilt
+  // only when the set of parameters or one of their arrays changes.
   void step(ParameterStore& store);
+
+  // For a strategy that updates some dense parameters itself in a fused pass (DRGrad's routed
+  // tower update), with the same arithmetic the next step() would apply:
+  // the rule of the next step() for dense parameters (its learning rate, options and, for Adam,
+  // the bias corrections of step steps_taken() + 1);
+  kernels::UpdateRule next_dense_rule() const;
+  // a parameter's state arrays in the order the rule reads them (velocity, first moment or
+  // accumulator; Adam's second moment or null);
+  std::pair<T*, T*> state_arrays(const Parameter& parameter);
+  // and the mark that the parameter has had its update for the next step(), which then leaves
+  // it alone (once).
+  void skip_in_next_step(const Parameter& parameter) { skip_next_.insert(&parameter); }
   std::int64_t steps_taken() const { return steps_; }
   void set_steps_taken(std::int64_t steps) { steps_ = steps; }
 
@@ -44,7 +63,12 @@ class Optimizer {
   OptimizerSpec spec_;
   std::int64_t steps_ = 0;
   std::map<std::string, Tensor> state_;
+  std::set<const Parameter*> skip_next_;
+  // The dense segments of the last step and their table (device copy on CUDA).
+  std::vector<kernels::DenseUpdateSegment<T>> dense_segments_;
+  kernels::DenseUpdateTable<T> dense_table_;
   Tensor& state_of(const Parameter& parameter, const char* slot);
+  kernels::UpdateRule rule_for(std::int64_t step, double learning_rate) const;
 };
 
 }  // namespace drgrad::engine

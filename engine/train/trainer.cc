@@ -98,8 +98,11 @@ std::vector<double> Trainer::train_step(const io::Batch& batch) {
   } else {
     model_.backward(d_logits);
   }
-  if (strategy_) strategy_->after_backward(model_, step_ + 1);
-  optimizer_.step(model_.parameters());
+  if (strategy_) {
+    strategy_->after_backward_and_step(model_, optimizer_, step_ + 1);
+  } else {
+    optimizer_.step(model_.parameters());
+  }
   ++step_;
   return result.task_losses;
 }
