@@ -26,22 +26,28 @@ constexpr std::int64_t kBatch = 64;
 constexpr std::int64_t kDistinctBatches = 8;
 constexpr std::int64_t kSteps = 300;
 
-// Tolerance. CPU (OpenBLAS) and GPU (cuBLAS, the CUDA twins) add in different orders, so one step
-// differs by fp32 rounding (about 1e-6 relative) and the runs drift apart as training goes on.
-// Adam bounds the drift: each step moves a parameter by about the learning rate (1e-3) at most,
-// whatever its gradient, so even an element whose gradient is pure rounding noise (where the
-// two runs may step in opposite directions) drifts like a random walk of 1e-3 steps,
-// sqrt(300) * 1e-3 ~ 0.02 in the worst case, while an element with a real gradient follows it on
-// both devices. Hence two checks:
-//  - per parameter tensor, ||gpu - cpu|| / ||cpu|| <= 1e-3: the tensors as a whole must agree
-//    to 0.1% (real divergence, such as a wrong kernel, gives order 1e-1 or more);
-//  - per element, |gpu - cpu| <= 2e-2 + 1e-2 |cpu|: no element may go further than the
-//    random-walk bound above.
-// The first GPU run prints the margins it met (worst values below), from which these bounds
-// can be tightened.
-constexpr double kTensorRelativeTolerance = 1e-3;
+// Tolerance. CPU (OpenBLAS) and GPU (cuBLAS, the CUDA twins) add in different orders, so each
+// step differs by fp32 rounding (about 1e-6 relative) and the runs drift apart as training goes
+// on. Adam bounds the drift: a step moves a parameter by about the learning rate (1e-3) at most,
+// whatever its gradient, so even an element whose gradient is mostly rounding noise (where the
+// two runs may step in opposite directions) drifts at most like a random walk of 1e-3 steps,
+// sqrt(300) * 1e-3 ~ 0.02, while an element with a real gradient follows it on both devices.
+// Checks:
+//  - per element, |gpu - cpu| <= 2e-2 + 1e-2 |cpu| (the random-walk bound);
+//  - per parameter tensor, rms(gpu - cpu) <= 5e-3 + 1e-2 rms(cpu): the tensors as a whole must
+//    agree far better than their worst element (a wrong kernel moves whole tensors by order
+//    rms(cpu));
+//  - the mean loss of the last 30 steps agrees to 1e-3 relative.
+// Calibration without a GPU: two CPU runs, one of them with every parameter multiplied by
+// (1 +- e) at random before every step (a stand-in for the devices' rounding differences), with
+// e = 1e-6 and e = 1e-5 alike, ended with the worst element at 0.13 of its bound, the worst
+// tensor at 0.05 of its bound and the final losses within 1e-4 relative (both models). The test
+// prints the margins it met on the GPU, so that the first GPU runs can tighten these bounds.
 constexpr double kElementAbsoluteTolerance = 2e-2;
 constexpr double kElementRelativeTolerance = 1e-2;
+constexpr double kTensorAbsoluteTolerance = 5e-3;
+constexpr double kTensorRelativeTolerance = 1e-2;
+constexpr double kLossRelativeTolerance = 1e-3;
 
 struct ParityData {
   io::Schema schema;
@@ -160,42 +166,47 @@ void check_parity(bool drgrad) {
   CHECK(tail_mean(cpu.losses, true) < tail_mean(cpu.losses, false));
   CHECK(tail_mean(gpu.losses, true) < tail_mean(gpu.losses, false));
   CHECK(tail_mean(gpu.losses, true) ==
-        Approx(tail_mean(cpu.losses, true)).epsilon(kTensorRelativeTolerance));
+        Approx(tail_mean(cpu.losses, true)).epsilon(kLossRelativeTolerance));
 
+  // Worst share of its bound over all tensors and over all elements (1: at the bound).
   double worst_tensor = 0, worst_element = 0;
   std::string worst_tensor_name, worst_element_name;
   for (std::size_t p = 0; p < cpu.names.size(); ++p) {
     const auto& expected = cpu.final[p];
     const auto& got = gpu.final[p];
     REQUIRE(expected.size() == got.size());
-    double difference2 = 0, norm2 = 0;
+    double difference2 = 0, value2 = 0;
     for (std::size_t i = 0; i < expected.size(); ++i) {
       const double d = double(got[i]) - double(expected[i]);
       difference2 += d * d;
-      norm2 += double(expected[i]) * double(expected[i]);
-      const double excess = std::abs(d) / (kElementAbsoluteTolerance +
-                                           kElementRelativeTolerance * std::abs(expected[i]));
-      if (!(excess <= worst_element)) {
-        worst_element = std::isnan(excess) ? INFINITY : excess;
+      value2 += double(expected[i]) * double(expected[i]);
+      const double share = std::abs(d) / (kElementAbsoluteTolerance +
+                                          kElementRelativeTolerance * std::abs(expected[i]));
+      if (!(share <= worst_element)) {
+        worst_element = std::isnan(share) ? INFINITY : share;
         worst_element_name = cpu.names[p] + "[" + std::to_string(i) + "]";
       }
     }
-    const double relative = norm2 > 0 ? std::sqrt(difference2 / norm2) : std::sqrt(difference2);
-    INFO("parameter " << cpu.names[p] << ": ||gpu - cpu|| / ||cpu|| = " << relative);
-    CHECK(relative <= kTensorRelativeTolerance);
-    if (!(relative <= worst_tensor)) {
-      worst_tensor = std::isnan(relative) ? INFINITY : relative;
+    const auto n = static_cast<double>(expected.size());
+    const double rms_difference = std::sqrt(difference2 / n);
+    const double share = rms_difference / (kTensorAbsoluteTolerance +
+                                           kTensorRelativeTolerance * std::sqrt(value2 / n));
+    INFO("parameter " << cpu.names[p] << ": rms(gpu - cpu) " << rms_difference << ", rms(cpu) "
+                      << std::sqrt(value2 / n));
+    CHECK(share <= 1.0);
+    if (!(share <= worst_tensor)) {
+      worst_tensor = std::isnan(share) ? INFINITY : share;
       worst_tensor_name = cpu.names[p];
     }
   }
   INFO("worst element " << worst_element_name);
   CHECK(worst_element <= 1.0);
-  // The margins, for tightening the tolerance after the first GPU runs.
+  // The margins, for tightening the tolerances after the first GPU runs.
   std::cout << (drgrad ? "drgrad" : "mmoe") << " parity after " << kSteps
-            << " steps: worst ||gpu - cpu|| / ||cpu|| " << worst_tensor << " (" << worst_tensor_name
-            << ", bound " << kTensorRelativeTolerance << "); worst element at " << worst_element
-            << " of its bound (" << worst_element_name << "); final loss cpu "
-            << tail_mean(cpu.losses, true) << " gpu " << tail_mean(gpu.losses, true) << std::endl;
+            << " steps: worst tensor at " << worst_tensor << " of its bound (" << worst_tensor_name
+            << "), worst element at " << worst_element << " of its bound (" << worst_element_name
+            << "); final loss cpu " << tail_mean(cpu.losses, true) << " gpu "
+            << tail_mean(gpu.losses, true) << std::endl;
 }
 
 }  // namespace
