@@ -1,7 +1,7 @@
 // CUDA twin of the evaluation metrics against its CPU twin on fresh random inputs: 1 sample, sizes
 // around and not multiples of the block, about a million samples, heavy ties (including -0 and
 // +0), one class only, several tasks at once; the AUC must equal the CPU twin's bit for bit (2U is
-// an exact integer in both), the sums to double rounding, and every run must repeat its bits.
+// an exact integer in both), the sums to 1e-9 relative, and every run must repeat its bits.
 // Also the engine's EvaluationAccumulator on a CUDA device against the same on the CPU.
 #include <catch2/catch.hpp>
 
@@ -106,8 +106,11 @@ TEST_CASE("CUDA evaluation_metrics matches the CPU twin: AUC bit for bit, sums t
       CHECK(gpu[k].positives == cpu[k].positives);
       CHECK(gpu[k].nan_samples == 0);
       CHECK(same_double(gpu[k].roc_auc, cpu[k].roc_auc));
-      CHECK(gpu[k].log_loss_sum == Approx(cpu[k].log_loss_sum).epsilon(1e-12));
-      CHECK(gpu[k].squared_error_sum == Approx(cpu[k].squared_error_sum).epsilon(1e-12));
+      // Double sums of up to 1e6 positive terms, a tree against a loop, and the device's log
+      // within an ulp of glibc's: far below 1e-9 relative; a wrong term would be far above.
+      CHECK(gpu[k].log_loss_sum == Approx(cpu[k].log_loss_sum).epsilon(1e-9).margin(1e-12));
+      CHECK(gpu[k].squared_error_sum ==
+            Approx(cpu[k].squared_error_sum).epsilon(1e-9).margin(1e-12));
       // The same bits on a second run.
       CHECK(same_double(again[k].roc_auc, gpu[k].roc_auc));
       CHECK(again[k].log_loss_sum == gpu[k].log_loss_sum);
@@ -169,8 +172,8 @@ TEST_CASE("EvaluationAccumulator on a CUDA device gives the CPU's numbers",
     CHECK(gpu[k].samples == cpu[k].samples);
     CHECK(gpu[k].positives == cpu[k].positives);
     CHECK(same_double(gpu[k].auc, cpu[k].auc));
-    CHECK(gpu[k].log_loss == Approx(cpu[k].log_loss).epsilon(1e-12));
-    CHECK(gpu[k].mean_squared_error == Approx(cpu[k].mean_squared_error).epsilon(1e-12));
+    CHECK(gpu[k].log_loss == Approx(cpu[k].log_loss).epsilon(1e-9));
+    CHECK(gpu[k].mean_squared_error == Approx(cpu[k].mean_squared_error).epsilon(1e-9));
   }
   CHECK(std::isnan(gpu[1].auc));
   CHECK(!std::isnan(gpu[0].auc));
