@@ -91,7 +91,8 @@ TEST_CASE("CUDA multitask_loss matches the CPU twin on random batches of several
     const LossProblem problem = random_problem(random, batch, tasks);
     const std::size_t n = std::size_t(batch * tasks);
 
-    std::vector<float> cpu_gradient(n), cpu_prediction(n), cpu_sums(static_cast<std::size_t>(tasks));
+    std::vector<float> cpu_gradient(n), cpu_prediction(n),
+        cpu_sums(static_cast<std::size_t>(tasks));
     std::int64_t cpu_non_finite = -1;
     kernels::multitask_loss<float>(
         kernels::Context::cpu(),
