@@ -248,9 +248,8 @@ void evaluation_metrics(const Context& ctx, const MetricInputs& inputs,
     totals.nan_samples = specs[k].roc_auc ? device.nan_samples : 0;
     if (specs[k].roc_auc && totals.nan_samples == 0) {
       const std::int64_t positives = device.positives;
-      const std::int64_t twice_u = device.position_sum_negatives_first +
-                                   device.position_sum_positives_first -
-                                   positives * (positives - 1);
+      const std::int64_t twice_u = rank_keys::twice_u_from_position_sums(
+          device.position_sum_negatives_first, device.position_sum_positives_first, positives);
       totals.roc_auc = roc_auc_from_counts(twice_u, positives, samples - positives);
     } else {
       totals.roc_auc = roc_auc_from_counts(0, 0, 0);
