@@ -33,7 +33,7 @@ __device__ std::int64_t first_element(std::int64_t thread, std::int64_t threads,
 
 // Pass (a), first stage: per-block sums of every product into partials[p * kRouterBlocks + b].
 template <int Capacity>
-__global__ void router_products_kernel(const RouterProductSegment<float>* segments,
+__global__ void router_products_kernel(const RouterProductSegment<float>* __restrict__ segments,
                                        std::int64_t num_segments, int num_aux, double* partials) {
   constexpr int kCapacityProducts = 4 + 3 * Capacity;
   double sums[kCapacityProducts];
@@ -109,7 +109,7 @@ __device__ void finish_tower(const RouterTowerArrays<float>& tower, std::int64_t
 // once (with an all-zero set, the identity routing, beside them); the update rule arrives by
 // value (has_update says whether there is one).
 template <int Capacity>
-__global__ void router_apply_kernel(const RouterApplySegment<float>* segments,
+__global__ void router_apply_kernel(const RouterApplySegment<float>* __restrict__ segments,
                                     std::int64_t num_segments, int num_aux, UpdateRule rule,
                                     bool has_update, bool write_gradients, const RouterState* state,
                                     double* partials, const int* skip) {
