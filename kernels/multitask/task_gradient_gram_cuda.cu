@@ -139,7 +139,7 @@ __global__ void fused_task_gradients_kernel(const float* input, const float* ups
       if (with_gram) task_gram::add_position_products(values, 1, K, pairs);
     }
   }
-  const unsigned block = blockIdx.y * gridDim.x + blockIdx.x;
+  const std::size_t block = std::size_t(blockIdx.y) * gridDim.x + blockIdx.x;
   if (with_gram) reduce_pairs_over_block<kPairs>(pairs, weight_partials + block * kPairs);
 
   if (bias_gradients == nullptr || blockIdx.y != 0) return;  // uniform over the block
@@ -360,7 +360,7 @@ void task_gradients_with_gram(const Context& ctx, const TaskGradientShape& shape
   const std::int64_t column_tiles =
       std::max<std::int64_t>(1, (shape.out_features + kTile - 1) / kTile);
   const std::int64_t row_tiles = std::max<std::int64_t>(1, (shape.in_features + kTile - 1) / kTile);
-  if (row_tiles > 65535 || column_tiles > 2147483647LL / kTile) {
+  if (row_tiles > 65535 || column_tiles * row_tiles > 2147483647LL / kMaxFusedGramTasks) {
     throw NotSupportedError("task_gradients_with_gram: " + std::to_string(shape.in_features) +
                             " input features exceed the fused kernel's grid (at most " +
                             std::to_string(65535 * kTile) +
