@@ -264,7 +264,7 @@ int run(const BenchOptions& options, const kernels::Device device) {
         const std::string epilogue_name = kernels::dense_epilogue_name(epilogue);
         auto forward = [&](DenseImplementation implementation, float* out) {
           kernels::cuda::dense_forward(ctx, shape, epilogue, x.data(), weight.data(), bias.data(),
-                                       out, z.data(), implementation);
+                                       out, z.data(), nullptr, implementation);
         };
         // The reference output first, then each implementation timed and compared with it.
         forward(DenseImplementation::kGemmThenKernel, y_reference.data());

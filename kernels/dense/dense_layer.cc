@@ -105,12 +105,30 @@ void check_dense_backward(const DenseShape& shape, DenseEpilogue epilogue, std::
   }
 }
 
+std::int64_t dense_relu_mask_bytes(const DenseShape& shape) {
+  const std::int64_t column_bits = (shape.out + 127) / 128 * 128;
+  return column_bits / 8 * shape.batch;
+}
+
+namespace {
+void check_relu_producer(const DenseShape& shape, const void* producer_d_pre,
+                         const void* producer_d_bias) {
+  if (producer_d_pre == nullptr || producer_d_bias == nullptr) {
+    throw std::invalid_argument("dense backward into a relu producer (batch=" +
+                                std::to_string(shape.batch) + ", in=" + std::to_string(shape.in) +
+                                "): the producer's d_pre [batch, in] and bias gradient [in] "
+                                "buffers are required");
+  }
+}
+}  // namespace
+
 namespace cpu {
 
 template <typename T>
 void dense_forward(const DenseShape& shape, DenseEpilogue epilogue, const T* x, const T* weight,
-                   const T* bias, T* y, T* pre_activation) {
+                   const T* bias, T* y, T* pre_activation, ReluMask* relu_mask) {
   check_dense_forward(shape, epilogue, bias, pre_activation, y);
+  if (relu_mask != nullptr) relu_mask->written = false;  // the CPU twin keeps no mask
   if (shape.batch == 0) return;
   const GemmShape product{false,    false,    shape.batch, shape.out,
                           shape.in, shape.in, shape.out,   shape.out};
@@ -165,9 +183,31 @@ void dense_backward(const DenseShape& shape, DenseEpilogue epilogue, std::int64_
   gemm<T>(input_product, T(1), dz, weight, T(0), dx);
 }
 
+template <typename T>
+void dense_backward_into_relu_producer(const DenseShape& shape, DenseEpilogue epilogue, const T* x,
+                                       const T* weight, const T* y, const T* pre_activation,
+                                       const T* dy, T* d_pre, T* d_weight, T* d_bias,
+                                       bool accumulate, const void* producer_relu_mask,
+                                       T* producer_d_pre, T* producer_d_bias) {
+  check_relu_producer(shape, producer_d_pre, producer_d_bias);
+  dense_backward<T>(shape, epilogue, 1, x, weight, y, pre_activation, dy, d_pre, producer_d_pre,
+                    d_weight, d_bias, accumulate);
+  // The producer's relu: its output x is positive exactly where its pre-activation is.
+  const std::int64_t n = shape.batch * shape.in;
+  for (std::int64_t i = 0; i < n; ++i) {
+    producer_d_pre[i] =
+        dense_math::activation_backward_value(Activation::kRelu, T(0), x[i], producer_d_pre[i]);
+  }
+  column_sums<T>(producer_d_pre, shape.in, shape.batch, shape.in, accumulate ? T(1) : T(0),
+                 producer_d_bias);
+}
+
 #define DRGRAD_INSTANTIATE_CPU_DENSE(T)                                                          \
   template void dense_forward<T>(const DenseShape&, DenseEpilogue, const T*, const T*, const T*, \
-                                 T*, T*);                                                        \
+                                 T*, T*, ReluMask*);                                             \
+  template void dense_backward_into_relu_producer<T>(const DenseShape&, DenseEpilogue, const T*, \
+                                                     const T*, const T*, const T*, const T*, T*, \
+                                                     T*, T*, bool, const void*, T*, T*);         \
   template void dense_backward<T>(const DenseShape&, DenseEpilogue, std::int64_t, const T*,      \
                                   const T*, const T*, const T*, const T*, T*, T*, T*, T*, bool);
 DRGRAD_INSTANTIATE_CPU_DENSE(float)
@@ -178,8 +218,21 @@ DRGRAD_INSTANTIATE_CPU_DENSE(double)
 
 template <typename T>
 void dense_forward(const Context& ctx, const DenseShape& shape, DenseEpilogue epilogue, const T* x,
-                   const T* weight, const T* bias, T* y, T* pre_activation) {
-  DRGRAD_DISPATCH(T, ctx, dense_forward, shape, epilogue, x, weight, bias, y, pre_activation);
+                   const T* weight, const T* bias, T* y, T* pre_activation, ReluMask* relu_mask) {
+  DRGRAD_DISPATCH(T, ctx, dense_forward, shape, epilogue, x, weight, bias, y, pre_activation,
+                  relu_mask);
+}
+
+template <typename T>
+void dense_backward_into_relu_producer(const Context& ctx, const DenseShape& shape,
+                                       DenseEpilogue epilogue, const T* x, const T* weight,
+                                       const T* y, const T* pre_activation, const T* dy, T* d_pre,
+                                       T* d_weight, T* d_bias, bool accumulate,
+                                       const void* producer_relu_mask, T* producer_d_pre,
+                                       T* producer_d_bias) {
+  DRGRAD_DISPATCH(T, ctx, dense_backward_into_relu_producer, shape, epilogue, x, weight, y,
+                  pre_activation, dy, d_pre, d_weight, d_bias, accumulate, producer_relu_mask,
+                  producer_d_pre, producer_d_bias);
 }
 
 template <typename T>
@@ -193,7 +246,10 @@ void dense_backward(const Context& ctx, const DenseShape& shape, DenseEpilogue e
 
 #define DRGRAD_INSTANTIATE_DENSE(T)                                                               \
   template void dense_forward<T>(const Context&, const DenseShape&, DenseEpilogue, const T*,      \
-                                 const T*, const T*, T*, T*);                                     \
+                                 const T*, const T*, T*, T*, ReluMask*);                          \
+  template void dense_backward_into_relu_producer<T>(                                             \
+      const Context&, const DenseShape&, DenseEpilogue, const T*, const T*, const T*, const T*,   \
+      const T*, T*, T*, T*, bool, const void*, T*, T*);                                           \
   template void dense_backward<T>(const Context&, const DenseShape&, DenseEpilogue, std::int64_t, \
                                   const T*, const T*, const T*, const T*, const T*, T*, T*, T*,   \
                                   T*, bool);

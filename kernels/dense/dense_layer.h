@@ -40,13 +40,27 @@ struct DenseShape {
   std::int64_t out = 0;
 };
 
+// cuBLASLt's relu bit-mask of a bias+relu forward: one bit per output element (set where
+// z > 0), columns of round_up(out, 128) bits per sample. The forward writes it when it can
+// (bias+relu through cuBLASLt on CUDA) and says so in `written`; the next layer's backward then
+// applies relu' inside its dx product (dense_backward_into_relu_producer). The CPU twin never
+// writes it. The caller owns `data`: at least dense_relu_mask_bytes(shape) bytes on the device
+// of the op, 16-byte aligned.
+struct ReluMask {
+  void* data = nullptr;
+  bool written = false;
+};
+std::int64_t dense_relu_mask_bytes(const DenseShape& shape);
+
 // Forward: y = act(x W + b). pre_activation receives z = x W + b when
 // needs_pre_activation(epilogue) (it must then be non-null and must not alias y); otherwise it
-// is ignored and may be null. bias is ignored (may be null) for kNone. Throws
-// std::invalid_argument for negative sizes, in or out of 0, or a missing required pointer.
+// is ignored and may be null. bias is ignored (may be null) for kNone. relu_mask (may be null)
+// is considered for kBiasRelu only; see ReluMask. Throws std::invalid_argument for negative
+// sizes, in or out of 0, or a missing required pointer.
 template <typename T>
 void dense_forward(const Context& ctx, const DenseShape& shape, DenseEpilogue epilogue, const T* x,
-                   const T* weight, const T* bias, T* y, T* pre_activation);
+                   const T* weight, const T* bias, T* y, T* pre_activation,
+                   ReluMask* relu_mask = nullptr);
 
 // Backward of the forward above for `tasks` upstream gradients at once (tasks = 1: the plain
 // backward). Shapes, with K = tasks:
@@ -71,14 +85,35 @@ void check_dense_backward(const DenseShape& shape, DenseEpilogue epilogue, std::
                           const void* pre_activation, const void* d_pre, const void* d_weight,
                           const void* d_bias);
 
+// The backward of one upstream (tasks = 1) when this layer's input x is the output of a
+// bias+relu layer P (the producer, x = relu(z_P)): as dense_backward, except that instead of dx
+// it writes P's pre-activation gradient producer_d_pre = (dz W^T) [x > 0] ([batch, in]) and adds
+// (accumulate) or writes P's bias gradient into producer_d_bias ([in]). P's backward then
+// continues from producer_d_pre with epilogue kNone. producer_relu_mask is P's forward mask when
+// it was written, else null: with it, cuBLASLt applies relu' and reduces P's bias gradient inside
+// the dx product (CUBLASLT_EPILOGUE_DRELU_BGRAD); without it, a fused kernel does, from x.
+template <typename T>
+void dense_backward_into_relu_producer(const Context& ctx, const DenseShape& shape,
+                                       DenseEpilogue epilogue, const T* x, const T* weight,
+                                       const T* y, const T* pre_activation, const T* dy, T* d_pre,
+                                       T* d_weight, T* d_bias, bool accumulate,
+                                       const void* producer_relu_mask, T* producer_d_pre,
+                                       T* producer_d_bias);
+
 namespace cpu {
 template <typename T>
 void dense_forward(const DenseShape& shape, DenseEpilogue epilogue, const T* x, const T* weight,
-                   const T* bias, T* y, T* pre_activation);
+                   const T* bias, T* y, T* pre_activation, ReluMask* relu_mask = nullptr);
 template <typename T>
 void dense_backward(const DenseShape& shape, DenseEpilogue epilogue, std::int64_t tasks, const T* x,
                     const T* weight, const T* y, const T* pre_activation, const T* dy, T* d_pre,
                     T* dx, T* d_weight, T* d_bias, bool accumulate);
+template <typename T>
+void dense_backward_into_relu_producer(const DenseShape& shape, DenseEpilogue epilogue, const T* x,
+                                       const T* weight, const T* y, const T* pre_activation,
+                                       const T* dy, T* d_pre, T* d_weight, T* d_bias,
+                                       bool accumulate, const void* producer_relu_mask,
+                                       T* producer_d_pre, T* producer_d_bias);
 }  // namespace cpu
 
 namespace cuda {
@@ -94,13 +129,19 @@ inline constexpr DenseImplementation kDefaultDenseImplementation = DenseImplemen
 
 void dense_forward(const Context& ctx, const DenseShape& shape, DenseEpilogue epilogue,
                    const float* x, const float* weight, const float* bias, float* y,
-                   float* pre_activation,
+                   float* pre_activation, ReluMask* relu_mask = nullptr,
                    DenseImplementation implementation = kDefaultDenseImplementation);
 void dense_backward(const Context& ctx, const DenseShape& shape, DenseEpilogue epilogue,
                     std::int64_t tasks, const float* x, const float* weight, const float* y,
                     const float* pre_activation, const float* dy, float* d_pre, float* dx,
                     float* d_weight, float* d_bias, bool accumulate,
                     DenseImplementation implementation = kDefaultDenseImplementation);
+void dense_backward_into_relu_producer(
+    const Context& ctx, const DenseShape& shape, DenseEpilogue epilogue, const float* x,
+    const float* weight, const float* y, const float* pre_activation, const float* dy, float* d_pre,
+    float* d_weight, float* d_bias, bool accumulate, const void* producer_relu_mask,
+    float* producer_d_pre, float* producer_d_bias,
+    DenseImplementation implementation = kDefaultDenseImplementation);
 
 // Whether cuBLASLt's heuristic offers an algorithm for the forward product of `shape` with the
 // epilogue fused (bias or bias+relu) at ctx's precision, for the alignment of the given

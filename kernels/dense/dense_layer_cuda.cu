@@ -153,6 +153,7 @@ struct LtProblem {
   bool transpose_a = false, transpose_b = false;
   std::int64_t m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0;
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  std::int64_t aux_ld = 0;  // relu mask: bits between columns (a multiple of 128, >= m)
 };
 
 // The largest power of two up to 16 dividing the address: cuBLASLt's heuristic assumes 16-byte
@@ -166,7 +167,17 @@ std::uint32_t alignment_of(const void* pointer) {
 
 bool uses_bias_pointer(cublasLtEpilogue_t epilogue) {
   return epilogue == CUBLASLT_EPILOGUE_BIAS || epilogue == CUBLASLT_EPILOGUE_RELU_BIAS ||
+         epilogue == CUBLASLT_EPILOGUE_RELU_AUX_BIAS || epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD ||
          epilogue == CUBLASLT_EPILOGUE_BGRADA || epilogue == CUBLASLT_EPILOGUE_BGRADB;
+}
+
+bool uses_aux_pointer(cublasLtEpilogue_t epilogue) {
+  return epilogue == CUBLASLT_EPILOGUE_RELU_AUX_BIAS || epilogue == CUBLASLT_EPILOGUE_DRELU_BGRAD;
+}
+
+// Bits between the columns of a relu mask over `rows` rows: cuBLASLt asks for a multiple of 128.
+std::int64_t relu_mask_column_bits(std::int64_t rows) {
+  return (rows + 127) / 128 * 128;
 }
 
 // A matmul descriptor, its layouts and the heuristic's choice for one problem, precision and
@@ -202,7 +213,7 @@ void set_description(cublasLtMatmulDesc_t description, cublasLtMatmulDescAttribu
 // their alignment (the bias pointer is set so that the heuristic sees its alignment too).
 std::unique_ptr<LtPlan> make_plan(const CublasLtResources& lt, const LtProblem& p,
                                   cublasComputeType_t compute_type, const void* a, const void* b,
-                                  const void* c, const void* bias) {
+                                  const void* c, const void* bias, const void* aux) {
   auto plan = std::make_unique<LtPlan>();
   DRGRAD_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->description, compute_type, CUDA_R_32F));
   const cublasOperation_t transpose_a = p.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -212,6 +223,10 @@ std::unique_ptr<LtPlan> make_plan(const CublasLtResources& lt, const LtProblem& 
   set_description(plan->description, CUBLASLT_MATMUL_DESC_EPILOGUE, p.epilogue);
   if (uses_bias_pointer(p.epilogue)) {
     set_description(plan->description, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+  }
+  if (uses_aux_pointer(p.epilogue)) {
+    set_description(plan->description, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux);
+    set_description(plan->description, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, p.aux_ld);
   }
   // Layouts of the matrices as stored (before the transposes).
   DRGRAD_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(
@@ -262,9 +277,9 @@ std::unique_ptr<LtPlan> make_plan(const CublasLtResources& lt, const LtProblem& 
 // The plan for this thread, device, problem, precision and alignment, built on first use so
 // that a training step never re-runs the heuristic.
 LtPlan& plan_for(const Context& ctx, const CublasLtResources& lt, const LtProblem& p, const void* a,
-                 const void* b, const void* c, const void* bias) {
+                 const void* b, const void* c, const void* bias, const void* aux) {
   const cublasComputeType_t compute_type = compute_type_for(ctx.matmul_precision);
-  const LtPlanKey key{ctx.device.index,
+  const LtPlanKey key{ctx.device.index * 65536 + p.aux_ld,
                       p.transpose_a,
                       p.transpose_b,
                       p.m,
@@ -279,22 +294,25 @@ LtPlan& plan_for(const Context& ctx, const CublasLtResources& lt, const LtProble
                       alignment_of(b),
                       alignment_of(c),
                       uses_bias_pointer(p.epilogue) ? alignment_of(bias) : 0,
-                      0};
+                      uses_aux_pointer(p.epilogue) ? alignment_of(aux) : 0};
   thread_local std::map<LtPlanKey, std::unique_ptr<LtPlan>> plans;
   std::unique_ptr<LtPlan>& plan = plans[key];
-  if (plan == nullptr) plan = make_plan(lt, p, compute_type, a, b, c, bias);
+  if (plan == nullptr) plan = make_plan(lt, p, compute_type, a, b, c, bias, aux);
   return *plan;
 }
 
 // Runs D = alpha op(A) op(B) + beta D with the problem's epilogue on ctx's stream. Returns
 // false, running nothing, when cuBLASLt has no algorithm for it.
 bool lt_matmul(const Context& ctx, const LtProblem& p, float alpha, const float* a, const float* b,
-               float beta, float* d, const float* bias) {
+               float beta, float* d, const float* bias, const void* aux = nullptr) {
   const CublasLtResources lt = cublaslt_resources_for(ctx);
-  LtPlan& plan = plan_for(ctx, lt, p, a, b, d, bias);
+  LtPlan& plan = plan_for(ctx, lt, p, a, b, d, bias, aux);
   if (!plan.supported) return false;
   if (uses_bias_pointer(p.epilogue)) {
     set_description(plan.description, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+  }
+  if (uses_aux_pointer(p.epilogue)) {
+    set_description(plan.description, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux);
   }
   DRGRAD_CUBLAS_CHECK(cublasLtMatmul(lt.handle, plan.description, &alpha, a, plan.a_layout, b,
                                      plan.b_layout, &beta, d, plan.c_layout, d, plan.c_layout,
@@ -340,9 +358,20 @@ void plain_forward_product(const Context& ctx, const DenseShape& s, const float*
 
 void dense_forward(const Context& ctx, const DenseShape& shape, DenseEpilogue epilogue,
                    const float* x, const float* weight, const float* bias, float* y,
-                   float* pre_activation, DenseImplementation implementation) {
+                   float* pre_activation, ReluMask* relu_mask, DenseImplementation implementation) {
   check_dense_forward(shape, epilogue, bias, pre_activation, y);
+  if (relu_mask != nullptr) relu_mask->written = false;
   if (shape.batch == 0) return;
+  if (epilogue == DenseEpilogue::kBiasRelu && relu_mask != nullptr && relu_mask->data != nullptr &&
+      implementation == DenseImplementation::kLtEpilogue) {
+    // Bias, relu and the mask for the next layer's backward in the product's epilogue.
+    LtProblem problem = forward_problem(shape, CUBLASLT_EPILOGUE_RELU_AUX_BIAS);
+    problem.aux_ld = relu_mask_column_bits(shape.out);
+    if (lt_matmul(ctx, problem, 1.f, weight, x, 0.f, y, bias, relu_mask->data)) {
+      relu_mask->written = true;
+      return;
+    }
+  }
   const cublasLtEpilogue_t fused = lt_forward_epilogue(epilogue);
   const bool epilogue_in_product =
       epilogue == DenseEpilogue::kNone || fused != CUBLASLT_EPILOGUE_DEFAULT;
@@ -436,6 +465,61 @@ void dense_backward(const Context& ctx, const DenseShape& shape, DenseEpilogue e
   gemm(ctx, input_product, 1.f, dz, weight, 0.f, dx);
 }
 
+void dense_backward_into_relu_producer(const Context& ctx, const DenseShape& shape,
+                                       DenseEpilogue epilogue, const float* x, const float* weight,
+                                       const float* y, const float* pre_activation, const float* dy,
+                                       float* d_pre, float* d_weight, float* d_bias,
+                                       bool accumulate, const void* producer_relu_mask,
+                                       float* producer_d_pre, float* producer_d_bias,
+                                       DenseImplementation implementation) {
+  if (producer_d_pre == nullptr || producer_d_bias == nullptr) {
+    throw std::invalid_argument(
+        "dense backward into a relu producer: the producer's d_pre and bias gradient buffers "
+        "are required");
+  }
+  // This layer's own gradients (no dx: the producer's d_pre replaces it).
+  dense_backward(ctx, shape, epilogue, 1, x, weight, y, pre_activation, dy, d_pre, nullptr,
+                 d_weight, d_bias, accumulate, implementation);
+  const float* dz = needs_pre_activation_gradient(epilogue) ? d_pre : dy;
+  if (producer_relu_mask != nullptr && implementation == DenseImplementation::kLtEpilogue &&
+      shape.batch > 0) {
+    // The column-major problem dx^T [in, batch] = W [in, out] dz^T [out, batch], W being the
+    // transpose of its column-major view; the epilogue multiplies by the producer's relu' (its
+    // mask over [in, batch]) and reduces the producer's bias gradient over the batch.
+    LtProblem problem;
+    problem.transpose_a = true;
+    problem.m = shape.in;
+    problem.n = shape.batch;
+    problem.k = shape.out;
+    problem.lda = shape.out;
+    problem.ldb = shape.out;
+    problem.ldc = shape.in;
+    problem.epilogue = CUBLASLT_EPILOGUE_DRELU_BGRAD;
+    problem.aux_ld = relu_mask_column_bits(shape.in);
+    // The epilogue overwrites its bias output, so accumulation goes through a scratch vector.
+    float* bias_target =
+        accumulate ? static_cast<float*>(allocate_async(sizeof(float) * shape.in, ctx.stream))
+                   : producer_d_bias;
+    const bool done = lt_matmul(ctx, problem, 1.f, weight, dz, 0.f, producer_d_pre, bias_target,
+                                producer_relu_mask);
+    if (done && accumulate) {
+      add_kernel<<<grid_for(shape.in), kBlockSize, 0, stream_of(ctx)>>>(bias_target,
+                                                                        producer_d_bias, shape.in);
+      DRGRAD_CUDA_CHECK_LAUNCH(add_kernel);
+    }
+    if (accumulate) release_async(bias_target, ctx.stream);
+    if (done) return;
+  }
+  // Unfused: the dx product, then relu' (read off the producer's output x) and the producer's
+  // bias gradient in one pass, in place.
+  const GemmShape input_product{false,     true,      shape.batch, shape.in,
+                                shape.out, shape.out, shape.out,   shape.in};
+  gemm(ctx, input_product, 1.f, dz, weight, 0.f, producer_d_pre);
+  activation_gradient_and_bias_gradient(ctx, Activation::kRelu, nullptr, x, producer_d_pre,
+                                        producer_d_pre, shape.batch, shape.in, 1, accumulate,
+                                        producer_d_bias);
+}
+
 bool dense_forward_epilogue_fused(const Context& ctx, const DenseShape& shape,
                                   DenseEpilogue epilogue, const float* x, const float* weight,
                                   const float* bias, float* y) {
@@ -443,7 +527,7 @@ bool dense_forward_epilogue_fused(const Context& ctx, const DenseShape& shape,
   if (fused == CUBLASLT_EPILOGUE_DEFAULT || shape.batch == 0) return false;
   check_dense_forward(shape, epilogue, bias, nullptr, y);
   const CublasLtResources lt = cublaslt_resources_for(ctx);
-  return plan_for(ctx, lt, forward_problem(shape, fused), weight, x, y, bias).supported;
+  return plan_for(ctx, lt, forward_problem(shape, fused), weight, x, y, bias, nullptr).supported;
 }
 
 }  // namespace drgrad::kernels::cuda

@@ -11,6 +11,7 @@
 
 #include "kernels/core/cuda_check.h"
 #include "kernels/dense/dense_layer.h"
+#include "kernels/dense/gemm.h"
 #include "tests/gpu/kernel_gpu_support.h"
 
 namespace drgrad::gpu_test {
@@ -123,7 +124,7 @@ TEST_CASE("dense forward on CUDA matches the CPU twin for every epilogue and pre
           DeviceBuffer<float> y_device(poison), z_device(poison);
           kernels::cuda::dense_forward(ctx, s, epilogue, x_device.data(), w_device.data(),
                                        bias_device.data(), y_device.data(), z_device.data(),
-                                       implementation);
+                                       nullptr, implementation);
           const std::string what = describe(s, epilogue, precision, implementation);
           check_within_bound(y_device.download(), y_cpu, absolute_sum, product_tolerance(precision),
                              what + " y");
@@ -205,6 +206,82 @@ TEST_CASE("dense backward on CUDA matches the CPU twin for every epilogue and pr
               }
             }
           }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("dense backward into a relu producer on CUDA matches the CPU twin", "[gpu][dense]") {
+  DRGRAD_REQUIRE_GPU();
+  auto random = fresh_generator();
+  // A producer P = bias+relu layer [batch, p_in] -> [batch, in], then this layer [in] -> [out].
+  // P's forward runs on CUDA with a relu mask (cuBLASLt writes it when it can); this layer's
+  // backward then gives P's d_pre and bias gradient, through DRELU_BGRAD when the mask exists.
+  for (MatmulPrecision precision :
+       {MatmulPrecision::kFp32, MatmulPrecision::kTf32, MatmulPrecision::kBf16}) {
+    const kernels::Context ctx = context_with(precision);
+    for (const DenseShape& s : {DenseShape{1, 5, 3}, DenseShape{37, 130, 33},
+                                DenseShape{1000, 512, 256}, DenseShape{64, 129, 1}}) {
+      const DenseShape producer{s.batch, 17, s.in};
+      const auto producer_x = random_floats(random, producer.batch * producer.in, -1.f, 1.f);
+      const auto producer_w = random_floats(random, producer.in * producer.out, -1.f, 1.f);
+      const auto producer_b = random_floats(random, producer.out, -0.5f, 0.5f);
+      DeviceBuffer<float> producer_x_device(producer_x), producer_w_device(producer_w),
+          producer_b_device(producer_b), x_device(s.batch * s.in);
+      DeviceBuffer<char> mask_device(kernels::dense_relu_mask_bytes(producer));
+      kernels::ReluMask mask{mask_device.data(), false};
+      kernels::cuda::dense_forward(ctx, producer, DenseEpilogue::kBiasRelu,
+                                   producer_x_device.data(), producer_w_device.data(),
+                                   producer_b_device.data(), x_device.data(), nullptr, &mask);
+      // Both twins continue from the device's x, so the relu pattern is the same for both.
+      const auto x = x_device.download();
+      const auto w = random_floats(random, s.in * s.out, -1.f, 1.f);
+      const auto bias = random_floats(random, s.out, -0.5f, 0.5f);
+      const auto dy = random_floats(random, s.batch * s.out, -1.f, 1.f);
+      DeviceBuffer<float> w_device(w), dy_device(dy);
+      for (DenseEpilogue epilogue : {DenseEpilogue::kBias, DenseEpilogue::kBiasRelu}) {
+        std::vector<float> y(s.batch * s.out);
+        kernels::cpu::dense_forward<float>(s, epilogue, x.data(), w.data(), bias.data(), y.data(),
+                                           nullptr);
+        DeviceBuffer<float> y_device(y);
+        const auto dw_start = random_floats(random, s.in * s.out, -1.f, 1.f);
+        const auto db_start = random_floats(random, s.out, -1.f, 1.f);
+        const auto producer_db_start = random_floats(random, s.in, -1.f, 1.f);
+        std::vector<float> d_pre(s.batch * s.out), dw = dw_start, db = db_start,
+                                                   producer_d_pre(s.batch * s.in),
+                                                   producer_db = producer_db_start;
+        kernels::cpu::dense_backward_into_relu_producer<float>(
+            s, epilogue, x.data(), w.data(), y.data(), nullptr, dy.data(), d_pre.data(), dw.data(),
+            db.data(), true, nullptr, producer_d_pre.data(), producer_db.data());
+        // Rounding scales: dx = dz W^T over absolute values (the producer's gradients are a
+        // masked copy and a column sum of it).
+        const std::vector<float>& dz =
+            kernels::needs_pre_activation_gradient(epilogue) ? d_pre : dy;
+        std::vector<float> dx_scale(s.batch * s.in), dw_scale(dw.size()), db_scale(db.size());
+        kernels::cpu::dense_backward<float>(
+            s, DenseEpilogue::kBias, 1, absolute(x).data(), absolute(w).data(), nullptr, nullptr,
+            absolute(dz).data(), nullptr, dx_scale.data(), dw_scale.data(), db_scale.data(), false);
+        std::vector<float> producer_db_scale(s.in, 0.f);
+        kernels::cpu::column_sums<float>(dx_scale.data(), s.in, s.batch, s.in, 0.f,
+                                         producer_db_scale.data());
+        for (DenseImplementation implementation : kImplementations) {
+          DeviceBuffer<float> d_pre_device(d_pre.size()), dw_device(dw_start), db_device(db_start),
+              producer_d_pre_device(producer_d_pre.size()), producer_db_device(producer_db_start);
+          kernels::cuda::dense_backward_into_relu_producer(
+              ctx, s, epilogue, x_device.data(), w_device.data(), y_device.data(), nullptr,
+              dy_device.data(), d_pre_device.data(), dw_device.data(), db_device.data(), true,
+              mask.written ? mask_device.data() : nullptr, producer_d_pre_device.data(),
+              producer_db_device.data(), implementation);
+          const std::string what = describe(s, epilogue, precision, implementation) +
+                                   (mask.written ? " with the relu mask" : " without a mask");
+          const double factor = product_tolerance(precision);
+          check_within_bound(producer_d_pre_device.download(), producer_d_pre, dx_scale, factor,
+                             what + " producer d_pre");
+          check_within_bound(producer_db_device.download(), producer_db, producer_db_scale, factor,
+                             what + " producer d_bias");
+          check_within_bound(dw_device.download(), dw, dw_scale, factor, what + " dw");
+          check_within_bound(db_device.download(), db, db_scale, factor, what + " db");
         }
       }
     }

@@ -365,3 +365,64 @@ TEST_CASE("dense epilogue names and mapping from activations", "[dense]") {
   CHECK(std::string(kernels::matmul_precision_name(kernels::MatmulPrecision::kTf32)) == "tf32");
   CHECK_THROWS_WITH(kernels::parse_matmul_precision("fp16"), Catch::Contains("fp32"));
 }
+
+TEST_CASE("dense backward into a relu producer equals the two backwards one after the other",
+          "[dense]") {
+  std::mt19937 random(13);
+  // Producer P: bias+relu [batch, 6] -> [batch, in]; this layer [in] -> [out].
+  const DenseShape shape{11, 9, 4};
+  const DenseShape producer_shape{shape.batch, 6, shape.in};
+  for (DenseEpilogue epilogue : kEpilogues) {
+    DenseCase<double> producer(random, producer_shape, DenseEpilogue::kBiasRelu);
+    kernels::ReluMask mask{nullptr, true};
+    kernels::dense_forward<double>(kernels::Context::cpu(), producer_shape,
+                                   DenseEpilogue::kBiasRelu, producer.x.data(), producer.w.data(),
+                                   producer.bias.data(), producer.y.data(), nullptr, &mask);
+    CHECK_FALSE(mask.written);  // the CPU twin keeps no mask
+    DenseCase<double> layer(random, shape, epilogue);
+    layer.x = producer.y;
+    layer.forward();
+    const auto dy = uniform<double>(random, shape.batch * shape.out, -1.0, 1.0);
+    const auto producer_db_start = uniform<double>(random, shape.in, -1.0, 1.0);
+
+    // Reference: this layer's backward with dx, then P's relu backward and bias gradient.
+    std::vector<double> d_pre(dy.size()), dx(shape.batch * shape.in), dw(shape.in * shape.out),
+        db(shape.out);
+    kernels::dense_backward<double>(kernels::Context::cpu(), shape, epilogue, 1, layer.x.data(),
+                                    layer.w.data(), layer.y.data(), layer.z.data(), dy.data(),
+                                    d_pre.data(), dx.data(), dw.data(), db.data(), false);
+    std::vector<double> expected_producer_d_pre(dx.size()), expected_producer_db(shape.in);
+    for (std::size_t i = 0; i < dx.size(); ++i) {
+      expected_producer_d_pre[i] = layer.x[i] > 0 ? dx[i] : 0.0;
+    }
+    for (std::int64_t c = 0; c < shape.in; ++c) {
+      expected_producer_db[c] = producer_db_start[c];
+      for (std::int64_t r = 0; r < shape.batch; ++r) {
+        expected_producer_db[c] += expected_producer_d_pre[r * shape.in + c];
+      }
+    }
+
+    // Accumulating onto zeros for this layer, onto start values for the producer's bias.
+    std::vector<double> d_pre2(dy.size()), dw2(dw.size()), db2(db.size()),
+        producer_d_pre(dx.size()), producer_db = producer_db_start;
+    kernels::dense_backward_into_relu_producer<double>(
+        kernels::Context::cpu(), shape, epilogue, layer.x.data(), layer.w.data(), layer.y.data(),
+        layer.z.data(), dy.data(), d_pre2.data(), dw2.data(), db2.data(), true, nullptr,
+        producer_d_pre.data(), producer_db.data());
+    INFO(kernels::dense_epilogue_name(epilogue));
+    CHECK(dw2 == dw);
+    if (kernels::has_bias(epilogue)) CHECK(db2 == db);
+    CHECK(producer_d_pre == expected_producer_d_pre);
+    for (std::int64_t c = 0; c < shape.in; ++c) {
+      CHECK(producer_db[c] == Approx(expected_producer_db[c]).epsilon(1e-14));
+    }
+  }
+  CHECK(kernels::dense_relu_mask_bytes(DenseShape{3, 5, 1}) == 3 * 16);
+  CHECK(kernels::dense_relu_mask_bytes(DenseShape{2, 5, 129}) == 2 * 32);
+  std::vector<float> x(4), w(4), y(4), dy(4), dw(4), db(2);
+  CHECK_THROWS_WITH(kernels::dense_backward_into_relu_producer<float>(
+                        kernels::Context::cpu(), DenseShape{2, 2, 2}, DenseEpilogue::kBias,
+                        x.data(), w.data(), y.data(), nullptr, dy.data(), nullptr, dw.data(),
+                        db.data(), false, nullptr, nullptr, nullptr),
+                    Catch::Contains("producer"));
+}
