@@ -129,13 +129,15 @@ void compare_with_cpu(std::mt19937& random, const TaskGradientShape& shape, floa
   check_within_magnitude(weight_cuda, weight_cpu, weight_magnitude, kGemmTolerance, "weight");
   check_within_magnitude(bias_cuda, bias_cpu, bias_magnitude, kGemmTolerance, "bias");
   // The Gram is that of the gradients the kernel wrote: the host pass over the downloaded
-  // values differs only in the order of double additions.
+  // values differs only in the order of double additions (products of floats are exact in
+  // double). Worst case n eps_double relative to sum |g_i| |g_j| <= sqrt(G_ii G_jj), 1.5e-11 for
+  // the 131072 positions of the large case; a missing or misplaced term is ~1/n, above 1e-6.
   std::vector<double> weight_gram_of_written(K * K, 0.0), bias_gram_of_written(K * K, 0.0);
   kernels::cpu::accumulate_task_gram(weight_cuda.data(), K, in * out,
                                      weight_gram_of_written.data());
   kernels::cpu::accumulate_task_gram(bias_cuda.data(), K, out, bias_gram_of_written.data());
-  check_gram(weight_gram_cuda, weight_gram_of_written, K, 1e-12, "weight (written values)");
-  check_gram(bias_gram_cuda, bias_gram_of_written, K, 1e-12, "bias (written values)");
+  check_gram(weight_gram_cuda, weight_gram_of_written, K, 1e-10, "weight (written values)");
+  check_gram(bias_gram_cuda, bias_gram_of_written, K, 1e-10, "bias (written values)");
   // And close to the CPU twin's Gram: each G_ij moves by about the gradients' relative error.
   check_gram(weight_gram_cuda, weight_gram_cpu, K, 1e-3, "weight (CPU twin)");
   check_gram(bias_gram_cuda, bias_gram_cpu, K, 1e-3, "bias (CPU twin)");
