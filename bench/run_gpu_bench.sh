@@ -7,13 +7,13 @@
 # Writes into OUT_DIR: summary.txt (read it first), gpu_bench.jsonl (every measurement, one JSON
 # object per line), ceilings.txt, drgrad.txt, torch_eager.txt, torch_compile.txt.
 # Without a GPU every step says SKIPPED and the script exits 0.
-# Environment: BUILD_DIR (default build-device; the benchmarks are built there when missing and the
-# folder holds a configured build), DEVICE (cuda), PYTHON (a Python with torch: .venv-bench/bin/python
-# when present, else python3), MODELS (gpu_train_bench's --models; default all five), MODES
-# ("eager compile"), COMPILE_MODE (torch.compile mode, "default"), STEPS (100), WARMUP (20),
-# RUNS (5), DATA_DIR (where the generated data files go; default OUT_DIR/data),
-# GPU_BENCH_BUDGET_S (seconds for the whole script, default 600; steps that would pass it are
-# skipped and said so).
+# Environment: BUILD_DIR (default build-device; the benchmarks are built there when missing and
+# the folder holds a configured build), DEVICE (cuda), PYTHON (a Python with torch:
+# .venv-bench/bin/python when present, else python3), MODELS (gpu_train_bench's --models;
+# default all five), MODES ("eager compile"), COMPILE_MODE (torch.compile mode, "default"),
+# STEPS (100), WARMUP (20), RUNS (5), DATA_DIR (where the generated data files go; default
+# OUT_DIR/data), GPU_BENCH_BUDGET_S (seconds for the whole script, default 600; steps that would
+# pass it are skipped and said so).
 set -uo pipefail
 
 if [ $# -ne 1 ]; then
@@ -94,7 +94,9 @@ fi
 : >"$out_dir/ceilings.txt"
 : >"$out_dir/drgrad.txt"
 case "$device" in
-  cuda*) step ceilings "$out_dir/ceilings.txt" 120 "$ceilings_bench" --device "$device"     --json "$jsonl" ;;
+  cuda*)
+    step ceilings "$out_dir/ceilings.txt" 120 "$ceilings_bench" --device "$device" --json "$jsonl"
+    ;;
   *) note "step ceilings: not run, device $device is no GPU" ;;
 esac
 step drgrad "$out_dir/drgrad.txt" 240 "$train_bench" --device "$device" --models "$models" \

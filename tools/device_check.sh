@@ -242,7 +242,8 @@ if [ -x "$build_dir/bench/gpu_train_bench" ]; then
   fi
   if [ -f "$gpu_bench_dir/summary.txt" ]; then
     sed 's/^/  gpu-bench | /' "$gpu_bench_dir/summary.txt" >>"$summary"
-    [ -f "$gpu_bench_dir/gpu_bench.jsonl" ] && cp "$gpu_bench_dir/gpu_bench.jsonl" "$out_dir/bench.jsonl"
+    [ -f "$gpu_bench_dir/gpu_bench.jsonl" ] &&
+      cp "$gpu_bench_dir/gpu_bench.jsonl" "$out_dir/bench.jsonl"
   fi
 else
   record gpu-bench not-run 0 "no $build_dir/bench/gpu_train_bench"

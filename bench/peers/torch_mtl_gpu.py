@@ -295,7 +295,8 @@ def main():
     for shape in sorted({MODELS[m]["shape"] for m in models}):
         datasets[shape] = read_dataset(os.path.join(options.data_dir, f"{shape}.bin"))
 
-    print(f"# torch_mtl_gpu peer  {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ}")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    print(f"# torch_mtl_gpu peer  {now:%Y-%m-%dT%H:%M:%SZ}")
     print(f"# build: Python {platform.python_version()}, torch {torch.__version__}, "
           f"CUDA {torch.version.cuda}, device {device} {device_description(device)}")
     print(f"# method: {options.warmup} warm-up steps (compilation included), then {options.runs} "
