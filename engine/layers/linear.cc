@@ -38,23 +38,70 @@ Tensor Linear<T>::forward(const Tensor& x) {
   pre_activation_ = kernels::needs_pre_activation(epilogue)
                         ? Tensor(output_.shape(), output_.dtype(), output_.device())
                         : Tensor();
+  kernels::ReluMask mask;
+  if (epilogue == kernels::DenseEpilogue::kBiasRelu) {
+    const std::int64_t mask_bytes = kernels::dense_relu_mask_bytes(dense_shape(batch));
+    relu_mask_ = Tensor(Shape{(mask_bytes + 3) / 4}, DType::kFloat32, x.device());
+    mask.data = relu_mask_.data<float>();
+  }
   kernels::dense_forward<T>(ctx_, dense_shape(batch), epilogue, x.data<T>(),
                             weight_->value.data<T>(), bias_->value.data<T>(), output_.data<T>(),
-                            pre_activation_.defined() ? pre_activation_.data<T>() : nullptr);
+                            pre_activation_.defined() ? pre_activation_.data<T>() : nullptr,
+                            mask.data != nullptr ? &mask : nullptr);
+  relu_mask_written_ = mask.written;
   return output_;
 }
 
 template <typename T>
-Tensor Linear<T>::backward(const Tensor& dy, bool need_input_gradient) {
+Tensor Linear<T>::backward(const Tensor& dy, bool need_input_gradient,
+                           bool upstream_is_pre_activation_gradient) {
   if (dy.rank() != 2) {
     throw std::invalid_argument("linear backward expects [batch, " + std::to_string(out_features_) +
                                 "], got " + shape_to_string(dy.shape()));
   }
   check_stacked_upstream(dy.reshaped({1, dy.dim(0), dy.dim(1)}));
+  const kernels::DenseEpilogue epilogue = upstream_is_pre_activation_gradient
+                                              ? kernels::DenseEpilogue::kNone
+                                              : kernels::dense_epilogue_with_bias(activation_);
   const Tensor dx =
       stacked_backward_into(dy.reshaped({1, dy.dim(0), dy.dim(1)}), weight_->gradient.data<T>(),
-                            bias_->gradient.data<T>(), need_input_gradient);
+                            bias_->gradient.data<T>(), need_input_gradient, epilogue);
   return dx.defined() ? dx.reshaped({dx.dim(1), dx.dim(2)}) : dx;
+}
+
+template <typename T>
+Tensor Linear<T>::backward_into_relu_producer(const Tensor& dy,
+                                              bool upstream_is_pre_activation_gradient,
+                                              Linear& producer) {
+  if (dy.rank() != 2) {
+    throw std::invalid_argument("linear backward expects [batch, " + std::to_string(out_features_) +
+                                "], got " + shape_to_string(dy.shape()));
+  }
+  check_stacked_upstream(dy.reshaped({1, dy.dim(0), dy.dim(1)}));
+  const std::int64_t batch = input_.dim(0);
+  if (producer.activation_ != kernels::Activation::kRelu ||
+      producer.out_features_ != in_features_ || !producer.output_.defined() ||
+      producer.output_.dim(0) != batch) {
+    throw std::invalid_argument(
+        "linear backward_into_relu_producer: the producer must be a relu layer of " +
+        std::to_string(in_features_) + " outputs whose last forward fed this layer");
+  }
+  const kernels::DenseEpilogue epilogue = upstream_is_pre_activation_gradient
+                                              ? kernels::DenseEpilogue::kNone
+                                              : kernels::dense_epilogue_with_bias(activation_);
+  Tensor d_pre;
+  if (kernels::needs_pre_activation_gradient(epilogue)) {
+    d_pre = Tensor(dy.shape(), dy.dtype(), dy.device());
+  }
+  Tensor producer_d_pre(Shape{batch, in_features_}, dtype_of<T>(), dy.device());
+  kernels::dense_backward_into_relu_producer<T>(
+      ctx_, dense_shape(batch), epilogue, input_.data<T>(), weight_->value.data<T>(),
+      output_.data<T>(), pre_activation_.defined() ? pre_activation_.data<T>() : nullptr,
+      dy.data<T>(), d_pre.defined() ? d_pre.data<T>() : nullptr, weight_->gradient.data<T>(),
+      bias_->gradient.data<T>(), /*accumulate=*/true,
+      producer.relu_mask_written_ ? producer.relu_mask_.data<float>() : nullptr,
+      producer_d_pre.data<T>(), producer.bias_->gradient.data<T>());
+  return producer_d_pre;
 }
 
 template <typename T>
@@ -80,16 +127,17 @@ Tensor Linear<T>::backward_stacked(const Tensor& dy_stacked, bool need_input_gra
     return stacked_backward_with_gram(dy_stacked, weight_gradients, bias_gradients, weight_gram,
                                       bias_gram, need_input_gradient);
   }
-  return stacked_backward_into(dy_stacked, weight_gradients, bias_gradients, need_input_gradient);
+  return stacked_backward_into(dy_stacked, weight_gradients, bias_gradients, need_input_gradient,
+                               kernels::dense_epilogue_with_bias(activation_));
 }
 
 template <typename T>
 Tensor Linear<T>::stacked_backward_into(const Tensor& dy_stacked, T* weight_gradients,
-                                        T* bias_gradients, bool need_input_gradient) {
+                                        T* bias_gradients, bool need_input_gradient,
+                                        kernels::DenseEpilogue epilogue) {
   check_stacked_upstream(dy_stacked);
   const std::int64_t batch = input_.dim(0);
   const std::int64_t tasks = dy_stacked.dim(0);
-  const kernels::DenseEpilogue epilogue = kernels::dense_epilogue_with_bias(activation_);
   // The activation is the same for every task: its derivative multiplies each upstream.
   Tensor d_pre;
   if (kernels::needs_pre_activation_gradient(epilogue)) {
@@ -123,8 +171,9 @@ Tensor Linear<T>::backward_task(std::int64_t task, std::int64_t tasks, const Ten
   // The stacked backward with one upstream, into row `task` of the [tasks, numel] buffers.
   T* weight_row = dense_task_gradients(*weight_, tasks).data<T>() + task * weight_->value.numel();
   T* bias_row = dense_task_gradients(*bias_, tasks).data<T>() + task * out_features_;
-  const Tensor dx = stacked_backward_into(dy.reshaped({1, dy.dim(0), dy.dim(1)}), weight_row,
-                                          bias_row, need_input_gradient);
+  const Tensor dx =
+      stacked_backward_into(dy.reshaped({1, dy.dim(0), dy.dim(1)}), weight_row, bias_row,
+                            need_input_gradient, kernels::dense_epilogue_with_bias(activation_));
   return dx.defined() ? dx.reshaped({dx.dim(1), dx.dim(2)}) : dx;
 }
 
@@ -152,9 +201,18 @@ Tensor Mlp<T>::forward(const Tensor& x) {
 
 template <typename T>
 Tensor Mlp<T>::backward(const Tensor& dy, bool need_input_gradient) {
+  // Behind a relu layer, a layer hands back the relu layer's pre-activation gradient (with its
+  // bias gradient done), which on CUDA saves a pass over the gradient per relu layer.
   Tensor d = dy;
+  bool d_is_pre_activation_gradient = false;
   for (std::size_t i = layers_.size(); i-- > 0;) {
-    d = layers_[i].backward(d, i > 0 || need_input_gradient);
+    if (i > 0 && layers_[i - 1].activation() == kernels::Activation::kRelu) {
+      d = layers_[i].backward_into_relu_producer(d, d_is_pre_activation_gradient, layers_[i - 1]);
+      d_is_pre_activation_gradient = true;
+    } else {
+      d = layers_[i].backward(d, i > 0 || need_input_gradient, d_is_pre_activation_gradient);
+      d_is_pre_activation_gradient = false;
+    }
   }
   return d;
 }

@@ -23,8 +23,19 @@ class Linear {
   // x: [batch, in] -> [batch, out].
   Tensor forward(const Tensor& x);
   // dy: [batch, out] -> dx [batch, in] (skipped, returning an empty tensor, when
-  // need_input_gradient is false, e.g. for a first layer fed by data).
-  Tensor backward(const Tensor& dy, bool need_input_gradient = true);
+  // need_input_gradient is false, e.g. for a first layer fed by data). When
+  // upstream_is_pre_activation_gradient, dy is already the gradient with respect to this layer's
+  // pre-activation and the bias gradient has been accumulated (by the next layer's
+  // backward_into_relu_producer): only the weight and input gradients remain.
+  Tensor backward(const Tensor& dy, bool need_input_gradient = true,
+                  bool upstream_is_pre_activation_gradient = false);
+  // Backward of the last forward pass when this layer's input was `producer`'s output and the
+  // producer applies relu: accumulates this layer's parameter gradients and the producer's bias
+  // gradient, and returns the gradient with respect to the producer's pre-activation
+  // [batch, in], ready for producer.backward(..., true). On CUDA the producer's relu derivative
+  // and bias gradient ride in the epilogue of this layer's input-gradient product.
+  Tensor backward_into_relu_producer(const Tensor& dy, bool upstream_is_pre_activation_gradient,
+                                     Linear& producer);
   // Backward of the last forward pass for K upstream gradients at once (one per task):
   // dy_stacked [K, batch, out] -> dx [K, batch, in]. Accumulates task k's parameter gradients
   // into row k of Parameter::task_gradients ([K, numel], prepared by zero_task_gradients);
@@ -40,6 +51,7 @@ class Linear {
 
   std::int64_t in_features() const { return in_features_; }
   std::int64_t out_features() const { return out_features_; }
+  kernels::Activation activation() const { return activation_; }
   Parameter& weight() { return *weight_; }
   Parameter& bias() { return *bias_; }
 
@@ -47,7 +59,7 @@ class Linear {
   // The stacked backward with the per-task gradient targets given: weight [K, in, out] and bias
   // [K, out] blocks, accumulated.
   Tensor stacked_backward_into(const Tensor& dy_stacked, T* weight_gradients, T* bias_gradients,
-                               bool need_input_gradient);
+                               bool need_input_gradient, kernels::DenseEpilogue epilogue);
   // stacked_backward_into for all K tasks that also OVERWRITES weight_gram and bias_gram (K x K
   // float64 on the layer's device) with the tasks' Gram matrix of the final weight and bias
   // gradient blocks, reduced while they are written (kernels::task_gradients_with_gram), and
@@ -66,8 +78,11 @@ class Linear {
   kernels::Activation activation_;
   Parameter* weight_;
   Parameter* bias_;
-  // Kept by forward for backward: the input, the output and, for mish only, the pre-activation.
-  Tensor input_, output_, pre_activation_;
+  // Kept by forward for backward: the input, the output and, for mish only, the pre-activation;
+  // for relu, cuBLASLt's relu mask when the forward wrote one (CUDA), for the next layer's
+  // backward_into_relu_producer.
+  Tensor input_, output_, pre_activation_, relu_mask_;
+  bool relu_mask_written_ = false;
 };
 
 template <typename T>
