@@ -1,0 +1,163 @@
+// engine::Optimizer on its multi-tensor path: one step gives the bits of the single-array kernel
+// steps per parameter (dense and row-sparse), a parameter marked as already updated is left alone
+// once, and a gradient array that moves is picked up (the cached segment table is rebuilt).
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/core/random.h"
+#include "engine/optim/optimizer.h"
+
+using namespace drgrad;
+using namespace drgrad::engine;
+
+namespace {
+
+std::vector<double> random_values(Random& random, std::size_t n, double low, double high) {
+  std::vector<double> values(n);
+  for (auto& v : values) v = random.uniform(low, high);
+  return values;
+}
+
+// Two dense parameters of awkward sizes and one embedding table with two touched rows.
+ParameterStore make_store(Random& random) {
+  ParameterStore store(DType::kFloat64);
+  store.add<double>("tower/a/layer0/weight", "tower/a", {3, 7}, random_values(random, 21, -1, 1));
+  store.add<double>("tower/a/layer0/bias", "tower/a", {7}, random_values(random, 7, -1, 1));
+  Parameter& table = store.add<double>("embeddings/slot", "embeddings", {5, 4},
+                                       random_values(random, 20, -1, 1), /*row_sparse=*/true);
+  table.touched_rows = {1, 3};
+  table.touched_rows_device = Tensor::from_vector<std::int64_t>({2}, {1, 3});
+  table.gradient = Tensor::from_vector<double>({2, 4}, random_values(random, 8, -1, 1));
+  return store;
+}
+
+void fill_dense_gradients(ParameterStore& store, Random& random) {
+  for (const auto& p : store.all()) {
+    if (p->row_sparse) continue;
+    p->gradient.copy_from(Tensor::from_vector<double>(
+        p->gradient.shape(),
+        random_values(random, static_cast<std::size_t>(p->gradient.numel()), -2, 2)));
+  }
+}
+
+// The reference: one single-array kernel step per parameter, as the optimizer did before.
+void reference_step(const OptimizerSpec& spec, std::int64_t step, ParameterStore& store,
+                    Optimizer<double>& state_holder) {
+  const kernels::Context cpu = kernels::Context::cpu();
+  for (const auto& pointer : store.all()) {
+    Parameter& p = *pointer;
+    auto [a, b] = state_holder.state_arrays(p);
+    double* w = p.value.data<double>();
+    const double* g = p.gradient.data<double>();
+    kernels::RowSparseGradient<double> rows{
+        p.touched_rows_device.defined() ? p.touched_rows_device.data<std::int64_t>() : nullptr, g,
+        static_cast<std::int64_t>(p.touched_rows.size()), p.row_sparse ? p.value.dim(1) : 0};
+    const std::int64_t table_rows = p.row_sparse ? p.value.dim(0) : 0;
+    switch (spec.kind) {
+      case OptimizerKind::kSgd: {
+        const kernels::SgdOptions o{float(spec.learning_rate), float(spec.momentum),
+                                    float(spec.weight_decay)};
+        if (p.row_sparse) {
+          kernels::sgd_update_rows<double>(cpu, o, w, table_rows, rows, a);
+        } else {
+          kernels::sgd_update<double>(cpu, o, w, g, a, p.value.numel());
+        }
+        break;
+      }
+      case OptimizerKind::kAdam: {
+        const kernels::AdamOptions o{float(spec.learning_rate), float(spec.beta1),
+                                     float(spec.beta2), float(spec.epsilon),
+                                     float(spec.weight_decay)};
+        if (p.row_sparse) {
+          kernels::adam_update_rows<double>(cpu, o, step, w, table_rows, rows, a, b);
+        } else {
+          kernels::adam_update<double>(cpu, o, step, w, g, a, b, p.value.numel());
+        }
+        break;
+      }
+      case OptimizerKind::kAdagrad: {
+        const kernels::AdagradOptions o{float(spec.learning_rate), float(spec.epsilon),
+                                        float(spec.weight_decay)};
+        if (p.row_sparse) {
+          kernels::adagrad_update_rows<double>(cpu, o, w, table_rows, rows, a);
+        } else {
+          kernels::adagrad_update<double>(cpu, o, w, g, a, p.value.numel());
+        }
+        break;
+      }
+    }
+  }
+}
+
+std::vector<std::vector<double>> weights_of(const ParameterStore& store) {
+  std::vector<std::vector<double>> out;
+  for (const auto& p : store.all()) out.push_back(p->value.to_vector<double>());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("optimizer step gives the bits of one kernel step per parameter", "[optimizer]") {
+  for (const OptimizerKind kind :
+       {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdagrad}) {
+    INFO("optimizer " << static_cast<int>(kind));
+    OptimizerSpec spec;
+    spec.kind = kind;
+    spec.learning_rate = 0.05;
+    spec.weight_decay = 1e-3;
+    Random random_a(4), random_b(4);
+    ParameterStore fused = make_store(random_a);
+    ParameterStore reference = make_store(random_b);
+    Optimizer<double> fused_optimizer(spec, fused);
+    Optimizer<double> reference_state(spec, reference);  // only holds the reference's state
+    for (std::int64_t step = 1; step <= 3; ++step) {
+      fill_dense_gradients(fused, random_a);
+      fill_dense_gradients(reference, random_b);
+      fused_optimizer.step(fused);
+      reference_step(spec, step, reference, reference_state);
+      CHECK(weights_of(fused) == weights_of(reference));
+    }
+    for (const auto& [name, tensor] : fused_optimizer.state()) {
+      INFO(name);
+      CHECK(tensor.to_vector<double>() == reference_state.state().at(name).to_vector<double>());
+    }
+  }
+}
+
+TEST_CASE("optimizer leaves a parameter marked as updated alone, once", "[optimizer]") {
+  Random random(8);
+  ParameterStore store = make_store(random);
+  Optimizer<double> optimizer(OptimizerSpec{}, store);
+  fill_dense_gradients(store, random);
+  Parameter& bias = store.get("tower/a/layer0/bias");
+  const auto before = bias.value.to_vector<double>();
+  const auto rule = optimizer.next_dense_rule();
+  CHECK(rule.kind == kernels::UpdateKind::kAdam);
+  CHECK(rule.adam_correction.first == Approx(1 - 0.9));  // the corrections of step 1
+  optimizer.skip_in_next_step(bias);
+  optimizer.step(store);
+  CHECK(bias.value.to_vector<double>() == before);
+  CHECK(optimizer.steps_taken() == 1);
+  optimizer.step(store);  // the mark is gone
+  CHECK(bias.value.to_vector<double>() != before);
+}
+
+TEST_CASE("optimizer follows a gradient array that moved", "[optimizer]") {
+  Random random(12);
+  ParameterStore store = make_store(random);
+  OptimizerSpec spec;
+  spec.kind = OptimizerKind::kSgd;
+  spec.momentum = 0;
+  spec.learning_rate = 1;
+  Optimizer<double> optimizer(spec, store);
+  Parameter& bias = store.get("tower/a/layer0/bias");
+  optimizer.step(store);  // builds the table with the current gradient arrays
+  const auto before = bias.value.to_vector<double>();
+  // A new gradient tensor (new storage) of ones: w -= 1 * 1.
+  bias.gradient = Tensor::from_vector<double>({7}, std::vector<double>(7, 1.0));
+  optimizer.step(store);
+  const auto after = bias.value.to_vector<double>();
+  for (std::size_t i = 0; i < before.size(); ++i) CHECK(after[i] == before[i] - 1.0);
+}
