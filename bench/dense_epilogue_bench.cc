@@ -230,7 +230,10 @@ int run(const BenchOptions& options, const kernels::Device device) {
   for (auto width : options.widths) std::printf(" %lld", static_cast<long long>(width));
   std::printf("; warm-up %d, %d runs of %d calls, median per call\n", options.warmup, options.runs,
               options.iterations);
-  std::printf("# forward: y = act(x W + b); backward: dx, dW (+=), db (+=) for one upstream\n");
+  std::printf(
+      "# forward: y = act(x W + b); backward: dx, dW (+=), db (+=) for one upstream; "
+      "bwd+relu': backward whose dx also goes through the previous (relu) layer's "
+      "derivative and bias gradient\n");
   std::printf(
       "# lt = cuBLASLt with the epilogue fused where it has one; gemm+kernel = cuBLAS "
       "product then drgrad's fused bias/activation kernel\n");
@@ -254,6 +257,18 @@ int run(const BenchOptions& options, const kernels::Device device) {
         d_pre(device, outputs), dx(device, shape.batch * shape.in),
         d_weight(device, shape.in * shape.out), d_bias(device, shape.out);
     const double forward_flops = 2.0 * shape.batch * shape.in * shape.out;
+    // Behind the first layer, the previous layer (bias+relu) is this layer's producer: its
+    // forward writes x and, through cuBLASLt, the relu mask that this layer's backward can apply.
+    const bool has_producer = layer > 0;
+    const DenseShape producer_shape{options.batch, has_producer ? options.widths[layer - 1] : 1,
+                                    shape.in};
+    DeviceArray producer_x(device,
+                           uniform(random, producer_shape.batch * producer_shape.in, -1.f, 1.f));
+    DeviceArray producer_weight(
+        device, uniform(random, producer_shape.in * producer_shape.out, -0.1f, 0.1f));
+    DeviceArray producer_bias(device, uniform(random, producer_shape.out, -0.1f, 0.1f));
+    DeviceArray producer_d_pre(device, shape.batch * shape.in), producer_d_bias(device, shape.in),
+        relu_mask(device, std::size_t(kernels::dense_relu_mask_bytes(producer_shape) + 3) / 4);
     for (const std::string& precision_name : options.precisions) {
       kernels::Context ctx;
       ctx.device = device;
@@ -300,6 +315,35 @@ int run(const BenchOptions& options, const kernels::Device device) {
             row.note = "bias gradient by BGRADA if offered";
           print_row(row);
           rows.push_back(row);
+        }
+        if (has_producer && epilogue != DenseEpilogue::kBiasMish) {
+          // This layer's backward, then the producer's relu derivative and bias gradient: in the
+          // dx product's epilogue (DRELU_BGRAD with the producer's mask) or in a fused kernel.
+          kernels::ReluMask mask{relu_mask.data(), false};
+          kernels::cuda::dense_forward(ctx, producer_shape, DenseEpilogue::kBiasRelu,
+                                       producer_x.data(), producer_weight.data(),
+                                       producer_bias.data(), x.data(), nullptr, &mask);
+          forward(DenseImplementation::kGemmThenKernel, y.data());
+          for (DenseImplementation implementation :
+               {DenseImplementation::kLtEpilogue, DenseImplementation::kGemmThenKernel}) {
+            const bool lt = implementation == DenseImplementation::kLtEpilogue;
+            Row row{layer_name, precision_name, epilogue_name, "bwd+relu'",
+                    lt ? "lt" : "gemm+kernel"};
+            const void* producer_mask = lt && mask.written ? relu_mask.data() : nullptr;
+            row.milliseconds = median_milliseconds(stream, options, [&] {
+              kernels::cuda::dense_backward_into_relu_producer(
+                  ctx, shape, epilogue, x.data(), weight.data(), y.data(), z.data(), dy.data(),
+                  d_pre.data(), d_weight.data(), d_bias.data(), true, producer_mask,
+                  producer_d_pre.data(), producer_d_bias.data(), implementation);
+            });
+            row.tflops = 2 * forward_flops / (row.milliseconds * 1e9);
+            if (lt) {
+              row.note = mask.written ? "producer relu' by DRELU_BGRAD if offered"
+                                      : "no relu mask from the producer's forward";
+            }
+            print_row(row);
+            rows.push_back(row);
+          }
         }
 #if defined(DRGRAD_WITH_CUDNN)
         if (epilogue == DenseEpilogue::kBiasRelu && precision_name != "bf16") {
