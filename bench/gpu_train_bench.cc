@@ -328,6 +328,30 @@ std::size_t device_memory_in_use(const drgrad::kernels::Device& device) {
   return 0;
 }
 
+// Floating-point operations of the matrix products of one training step per sample: every
+// linear layer (experts, gates, towers and their logits) costs 2 in out forward and twice that
+// backward (input and weight gradients; the first layers need input gradients too, since the
+// embeddings train), so 6 in out. Element-wise work, embeddings and the optimizer are left out:
+// this is the part that the matrix-product ceiling bounds.
+double matmul_flops_per_sample(const drgrad::engine::ModelSpec& spec, std::int64_t input_width) {
+  auto mlp = [](std::int64_t in, const std::vector<std::int64_t>& units, std::int64_t out) {
+    double flops = 0;
+    for (const std::int64_t width : units) {
+      flops += 6.0 * static_cast<double>(in) * static_cast<double>(width);
+      in = width;
+    }
+    return out > 0 ? flops + 6.0 * static_cast<double>(in) * static_cast<double>(out) : flops;
+  };
+  const auto tasks = static_cast<std::int64_t>(spec.tasks.size());
+  const std::int64_t gates = tasks + (spec.split.enabled ? 1 : 0);
+  const std::int64_t towers = tasks + (spec.split.enabled ? 1 : 0);
+  const std::int64_t expert_out = spec.expert_units.back();
+  return static_cast<double>(spec.num_experts) * mlp(input_width, spec.expert_units, 0) +
+         static_cast<double>(gates) * 6.0 * static_cast<double>(input_width) *
+             static_cast<double>(spec.num_experts) +
+         static_cast<double>(towers) * mlp(expert_out, spec.tower_units, 1);
+}
+
 struct CaseResult {
   std::string name;
   double median_rate = 0;
@@ -433,6 +457,9 @@ CaseResult run_case(const ModelCase& c, const Dataset& data, const BenchOptions&
   }
   const bool passed = std::isfinite(first) && std::isfinite(last) && last < first;
   const std::size_t memory = device_memory_in_use(training.device);
+  const double flops_per_step =
+      matmul_flops_per_sample(spec, input_width) * static_cast<double>(c.batch);
+  const double achieved_tflops = flops_per_step * median_rate / static_cast<double>(c.batch) / 1e12;
   std::printf("%-20s %-4s %8s %10s %14.1f %10.3f\n", c.name.c_str(), "med", "", "", median_rate,
               1e3 * static_cast<double>(c.batch) / median_rate);
   std::printf(
@@ -440,6 +467,10 @@ CaseResult run_case(const ModelCase& c, const Dataset& data, const BenchOptions&
       c.name.c_str(), window, first, window, last,
       passed ? "falls, OK" : "DOES NOT FALL (training is broken)",
       memory ? (", device memory in use " + std::to_string(memory >> 20) + " MiB").c_str() : "");
+  std::printf(
+      "# %s: matrix products %.3g GFLOP per step (6 in out per linear layer and sample), "
+      "%.2f TFLOP/s at the median\n",
+      c.name.c_str(), flops_per_step / 1e9, achieved_tflops);
 
   std::ostringstream fields;
   fields << "\"benchmark\": \"gpu_train\", \"implementation\": \"drgrad\", \"mode\": \"drgrad\", "
@@ -457,6 +488,8 @@ CaseResult run_case(const ModelCase& c, const Dataset& data, const BenchOptions&
          << ", \"steps\": " << options.steps << "}, \"samples_per_second\": [";
   for (std::size_t r = 0; r < rates.size(); ++r) fields << (r ? ", " : "") << rates[r];
   fields << "], \"median_samples_per_second\": " << median_rate
+         << ", \"matmul_flops_per_step\": " << flops_per_step
+         << ", \"matmul_tflops\": " << achieved_tflops
          << ", \"device_memory_in_use_bytes\": " << memory
          << ", \"check\": {\"first_loss\": " << first << ", \"last_loss\": " << last
          << ", \"passed\": " << (passed ? "true" : "false") << "}";

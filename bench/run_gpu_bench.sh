@@ -150,6 +150,22 @@ for model in models:
     print(f"{model:<20} {cell(d, 12)} {cell(e, 12)} {cell(c, 14)} "
           f"{cell(d / e if d and e else None, 7, 2)} {cell(d / c if d and c else None, 9, 2)}"
           f"{'' if all(checks) else '   A LOSS CHECK FAILED'}")
+# The matrix products' share of the fp32 product ceiling (drgrad's count of 6 in out per linear
+# layer and sample, the same for the peer's identical model).
+fp32 = next((r["rate"] for r in ceilings if r["name"] == "gemm fp32"), None)
+for model in models:
+    r = train.get((model, "drgrad"))
+    if not r or "matmul_flops_per_step" not in r:
+        continue
+    per_sample = r["matmul_flops_per_step"] / r["config"]["batch"]
+    parts = []
+    for mode in ("drgrad", "eager", "compile"):
+        if rate(model, mode):
+            tflops = per_sample * rate(model, mode) / 1e12
+            share = f" ({100 * tflops / fp32:.1f}% of fp32 gemm)" if fp32 else ""
+            parts.append(f"{mode} {tflops:.2f}{share}")
+    print(f"{model}: matrix products {r['matmul_flops_per_step'] / 1e9:.3g} GFLOP/step; "
+          f"TFLOP/s: {', '.join(parts)}")
 for r in records:
     if r.get("benchmark") == "gpu_train_overhead":
         line = (f"{r['shape']}: DRGrad step {100 * r['drgrad_step_overhead']:+.1f}% against MMoE "
