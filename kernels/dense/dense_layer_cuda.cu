@@ -200,7 +200,7 @@ struct LtPlan {
   }
 };
 
-using LtPlanKey = std::array<std::int64_t, 16>;
+using LtPlanKey = std::array<std::int64_t, 17>;
 
 template <typename Value>
 void set_description(cublasLtMatmulDesc_t description, cublasLtMatmulDescAttributes_t attribute,
@@ -279,7 +279,8 @@ std::unique_ptr<LtPlan> make_plan(const CublasLtResources& lt, const LtProblem& 
 LtPlan& plan_for(const Context& ctx, const CublasLtResources& lt, const LtProblem& p, const void* a,
                  const void* b, const void* c, const void* bias, const void* aux) {
   const cublasComputeType_t compute_type = compute_type_for(ctx.matmul_precision);
-  const LtPlanKey key{ctx.device.index * 65536 + p.aux_ld,
+  const LtPlanKey key{ctx.device.index,
+                      p.aux_ld,
                       p.transpose_a,
                       p.transpose_b,
                       p.m,
