@@ -315,10 +315,17 @@ bool lt_matmul(const Context& ctx, const LtProblem& p, float alpha, const float*
   if (uses_aux_pointer(p.epilogue)) {
     set_description(plan.description, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux);
   }
-  DRGRAD_CUBLAS_CHECK(cublasLtMatmul(lt.handle, plan.description, &alpha, a, plan.a_layout, b,
-                                     plan.b_layout, &beta, d, plan.c_layout, d, plan.c_layout,
-                                     &plan.algorithm, lt.workspace, lt.workspace_bytes,
-                                     stream_of(ctx)));
+  const cublasStatus_t status =
+      cublasLtMatmul(lt.handle, plan.description, &alpha, a, plan.a_layout, b, plan.b_layout, &beta,
+                     d, plan.c_layout, d, plan.c_layout, &plan.algorithm, lt.workspace,
+                     lt.workspace_bytes, stream_of(ctx));
+  // An algorithm the heuristic offered may still refuse this configuration when it runs; it then
+  // ran nothing, and the plan is retired so that this product takes the unfused route from now on.
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
+    plan.supported = false;
+    return false;
+  }
+  DRGRAD_CUBLAS_CHECK(status);
   return true;
 }
 
