@@ -266,7 +266,9 @@ std::unique_ptr<LtPlan> make_plan(const CublasLtResources& lt, const LtProblem& 
   // "Not supported" means this epilogue, precision or alignment has no kernel: the caller takes
   // the unfused route. Any other failure is a bug here and is reported.
   if (status == CUBLAS_STATUS_NOT_SUPPORTED) return plan;
-  DRGRAD_CUBLAS_CHECK(status);
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    throw_cublas_error(status, "cublasLtMatmulAlgoGetHeuristic(...)", __FILE__, __LINE__);
+  }
   if (returned > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
     plan->algorithm = result.algo;
     plan->supported = true;
@@ -325,7 +327,9 @@ bool lt_matmul(const Context& ctx, const LtProblem& p, float alpha, const float*
     plan.supported = false;
     return false;
   }
-  DRGRAD_CUBLAS_CHECK(status);
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    throw_cublas_error(status, "cublasLtMatmul(...)", __FILE__, __LINE__);
+  }
   return true;
 }
 
