@@ -249,7 +249,7 @@ TEST_CASE("CUDA router products: exact inputs, and the same bits on every run", 
   }
 }
 
-TEST_CASE("CUDA multi-tensor update matches the CPU twin; the skip flag holds it",
+TEST_CASE("CUDA multi-tensor update matches the CPU twin, and the skip flag holds it",
           "[gpu][optimizer]") {
   DRGRAD_REQUIRE_GPU();
   std::mt19937 random = drgrad::gpu_test::fresh_generator();
