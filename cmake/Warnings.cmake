@@ -30,6 +30,8 @@ function(drgrad_add_test_dir name)
   if(NOT labels)
     set(labels cpu)
   endif()
-  catch_discover_tests(${name} TEST_PREFIX "${name}: "
+  # --warn NoTests: a registered name that matches no test case (a name CMake split at a
+  # semicolon, say) fails instead of passing silently.
+  catch_discover_tests(${name} TEST_PREFIX "${name}: " EXTRA_ARGS --warn NoTests
     PROPERTIES LABELS "${labels}" SKIP_REGULAR_EXPRESSION "SKIPPED:" TIMEOUT 600)
 endfunction()
