@@ -87,8 +87,9 @@ DenseUpdateTable<T> make_dense_update_table(Device device,
                                             std::vector<DenseUpdateSegment<T>> segments);
 
 // Updates every segment of `table` under `rule`, in one pass (one launch on CUDA; the CPU twin
-// walks the segments in order with the same per-element functions as the single-array steps,
-// so both give the bits of one sgd_update / adam_update / adagrad_update per segment).
+// walks the segments in order). Both twins use the per-element functions of the single-array
+// steps, so on a given device the result has the bits of one sgd_update / adam_update /
+// adagrad_update per segment.
 // skip: null, or a flag in the context's device memory; when it is non-zero at the time the pass
 // runs, nothing is written. It lets a step that never synchronizes with the host refuse an update
 // that a device-side check (say, a non-finite loss) has vetoed; null means always update.
