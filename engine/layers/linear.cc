@@ -39,7 +39,7 @@ Tensor Linear<T>::forward(const Tensor& x) {
                         ? Tensor(output_.shape(), output_.dtype(), output_.device())
                         : Tensor();
   kernels::ReluMask mask;
-  if (epilogue == kernels::DenseEpilogue::kBiasRelu) {
+  if (epilogue == kernels::DenseEpilogue::kBiasRelu && kernels::dense_relu_mask_possible(ctx_)) {
     const std::int64_t mask_bytes = kernels::dense_relu_mask_bytes(dense_shape(batch));
     relu_mask_ = Tensor(Shape{(mask_bytes + 3) / 4}, DType::kFloat32, x.device());
     mask.data = relu_mask_.data<float>();

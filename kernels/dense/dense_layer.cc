@@ -110,6 +110,10 @@ std::int64_t dense_relu_mask_bytes(const DenseShape& shape) {
   return column_bits / 8 * shape.batch;
 }
 
+bool dense_relu_mask_possible(const Context& ctx) {
+  return ctx.device.is_cuda() && built_with_cuda();
+}
+
 namespace {
 void check_relu_producer(const DenseShape& shape, const void* producer_d_pre,
                          const void* producer_d_bias) {

@@ -51,6 +51,9 @@ struct ReluMask {
   bool written = false;
 };
 std::int64_t dense_relu_mask_bytes(const DenseShape& shape);
+// Whether a forward on ctx can write a relu mask at all (a CUDA build on a CUDA device): callers
+// need not allocate one otherwise.
+bool dense_relu_mask_possible(const Context& ctx);
 
 // Forward: y = act(x W + b). pre_activation receives z = x W + b when
 // needs_pre_activation(epilogue) (it must then be non-null and must not alias y); otherwise it

@@ -417,6 +417,7 @@ TEST_CASE("dense backward into a relu producer equals the two backwards one afte
       CHECK(producer_db[c] == Approx(expected_producer_db[c]).epsilon(1e-14));
     }
   }
+  CHECK_FALSE(kernels::dense_relu_mask_possible(kernels::Context::cpu()));
   CHECK(kernels::dense_relu_mask_bytes(DenseShape{3, 5, 1}) == 3 * 16);
   CHECK(kernels::dense_relu_mask_bytes(DenseShape{2, 5, 129}) == 2 * 32);
   std::vector<float> x(4), w(4), y(4), dy(4), dw(4), db(2);
