@@ -10,6 +10,7 @@
 
 #include "kernels/core/cublaslt_handle.h"
 #include "kernels/core/cuda_check.h"
+#include "kernels/core/launch.cuh"
 #include "kernels/core/memory.h"
 
 namespace drgrad::kernels::cuda {
@@ -55,7 +56,9 @@ CublasLtResources cublaslt_resources_for(const Context& ctx) {
   }
   DRGRAD_CUDA_CHECK(cudaSetDevice(device_index));
   thread_local ThreadLtResources resources;
-  return resources.get(device_index, ctx.stream);
+  // Keyed by the stream the call runs on (the current stream when the context names none), so that
+  // products on two streams never share a workspace.
+  return resources.get(device_index, stream_of(ctx));
 }
 
 cublasComputeType_t compute_type_for(MatmulPrecision precision) {

@@ -37,8 +37,9 @@ MatmulPrecision parse_matmul_precision(const std::string& text);
 const char* matmul_precision_name(MatmulPrecision precision);
 
 // The context an op runs in: the device, for CUDA the stream (a cudaStream_t kept opaque so
-// that CPU-only code needs no CUDA headers; nullptr is the default stream) and the precision of
-// matrix products on CUDA (ignored on the CPU).
+// that CPU-only code needs no CUDA headers; nullptr: the calling thread's current stream on the
+// device, kernels/core/stream.h, which is the legacy default stream unless set) and the precision
+// of matrix products on CUDA (ignored on the CPU).
 struct Context {
   Device device;
   void* stream = nullptr;

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/core/device.h"
+#include "kernels/core/stream.h"
 
 namespace drgrad::kernels::cuda {
 
@@ -35,8 +36,11 @@ __device__ T block_sum(T value) {
   return partial[0];
 }
 
+// The context's stream, or, when it names none, the calling thread's current stream on its
+// device (kernels/core/stream.h; the legacy default stream unless a caller such as the trainer
+// made another current).
 inline cudaStream_t stream_of(const Context& ctx) {
-  return static_cast<cudaStream_t>(ctx.stream);
+  return static_cast<cudaStream_t>(ctx.stream != nullptr ? ctx.stream : current_stream(ctx.device));
 }
 
 }  // namespace drgrad::kernels::cuda

@@ -1,4 +1,5 @@
-// CPU memory and the dispatch between the CPU and CUDA allocators.
+// CPU memory and the dispatch between the CPU and CUDA allocators (the CUDA side on the calling
+// thread's current stream).
 #include "kernels/core/memory.h"
 
 #include <cstdio>
@@ -9,6 +10,8 @@
 #include <new>
 #include <unordered_map>
 #include <vector>
+
+#include "kernels/core/stream.h"
 
 namespace drgrad::kernels {
 
@@ -76,14 +79,17 @@ void release(void* pointer) {
 }  // namespace cpu
 
 void* allocate(Device device, std::size_t bytes) {
-  if (device.is_cuda()) DRGRAD_CUDA_TWIN(return cuda::allocate(device.index, bytes));
+  if (device.is_cuda()) {
+    DRGRAD_CUDA_TWIN(return cuda::allocate_async_on(device.index, bytes, current_stream(device)));
+  }
   return cpu::allocate(bytes);
 }
 
 void release(Device device, void* pointer) {
   if (pointer == nullptr) return;
   if (device.is_cuda()) {
-    DRGRAD_CUDA_TWIN(cuda::release(device.index, pointer); return );
+    DRGRAD_CUDA_TWIN(cuda::release_async_on(device.index, pointer, current_stream(device));
+                     return );
   }
   cpu::release(pointer);
 }
@@ -92,7 +98,7 @@ void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src
                 std::size_t bytes) {
   if (bytes == 0) return;
   if (dst_device.is_cuda() || src_device.is_cuda()) {
-    DRGRAD_CUDA_TWIN(cuda::copy_bytes(dst_device, dst, src_device, src, bytes); return );
+    DRGRAD_CUDA_TWIN(cuda::copy_bytes(dst_device, dst, src_device, src, bytes, nullptr); return );
   }
   std::memcpy(dst, src, bytes);
 }
@@ -153,7 +159,7 @@ std::string format_out_of_memory(Device device, const std::string& call,
 void zero_bytes(Device device, void* pointer, std::size_t bytes) {
   if (bytes == 0) return;
   if (device.is_cuda()) {
-    DRGRAD_CUDA_TWIN(cuda::zero_bytes(device.index, pointer, bytes); return );
+    DRGRAD_CUDA_TWIN(cuda::zero_bytes(device.index, pointer, bytes, nullptr); return );
   }
   std::memset(pointer, 0, bytes);
 }

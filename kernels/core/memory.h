@@ -1,5 +1,6 @@
 // Raw device memory: allocation, copies between devices, zero fill. The engine's Tensor owns
-// memory through these calls and never asks which device it is on.
+// memory through these calls and never asks which device it is on. On CUDA all of them are
+// ordered on the calling thread's current stream (kernels/core/stream.h).
 #pragma once
 
 #include <cstddef>
@@ -12,11 +13,26 @@ namespace drgrad::kernels {
 // Returns `bytes` of memory on `device` (64-byte aligned on the CPU); nullptr for 0 bytes.
 // Throws std::bad_alloc (CPU) or cuda::DeviceOutOfMemoryError (GPU, kernels/core/cuda_check.h)
 // whose message is format_out_of_memory's when memory runs out.
+// On CUDA this is stream-ordered (cudaMallocAsync on the current stream of `device`, from the
+// device's default memory pool, whose release threshold is raised on first use so that freed
+// blocks stay in the pool and are handed out again: a caching allocator kept by the driver).
+// The memory may be used on the current stream at once, and on any other stream once that
+// stream is ordered after the allocation. When the pool cannot grow, the blocks it caches are
+// returned to the device (after a device synchronisation) and the allocation is tried once more.
 void* allocate(Device device, std::size_t bytes);
+// On CUDA cudaFreeAsync on the current stream of `device`: the memory returns to the pool when
+// the stream reaches this point, so it must be called after the last use has been issued on a
+// stream ordered with the current one (the legacy default stream and blocking streams are).
 void release(Device device, void* pointer);
-// Copies `bytes` from src (on src_device) to dst (on dst_device); synchronous.
+// Copies `bytes` from src (on src_device) to dst (on dst_device). On CUDA a cudaMemcpyAsync on
+// the current stream of the CUDA side (dst's when both are devices): a copy into host memory
+// synchronises that stream before returning, so the host may read dst at once; a copy from host
+// memory returns once the driver has taken the bytes from ordinary (pageable) host memory, so src
+// may be reused at once (page-locked host memory would be read later: keep it unchanged until the
+// stream gets there); device-to-device copies do not block the host. CPU to CPU: memcpy.
 void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src,
                 std::size_t bytes);
+// On CUDA cudaMemsetAsync on the current stream of `device`.
 void zero_bytes(Device device, void* pointer, std::size_t bytes);
 
 // A byte count for people: "512 bytes", "1.50 KiB", "3.25 GiB" (binary units, two decimals).
@@ -38,17 +54,26 @@ void release(void* pointer);
 }  // namespace cpu
 
 namespace cuda {
+// cudaMalloc, outside any stream: for buffers that live as long as the process or a thread
+// (library workspaces); release with release(). Tensors use the stream-ordered path.
 void* allocate(int device_index, std::size_t bytes);
-// Stream-ordered allocation (cudaMallocAsync from the device's default pool) on `stream` (a
-// cudaStream_t; nullptr: the default stream) of the current device; free it with
+void release(int device_index, void* pointer);
+// Stream-ordered allocation (cudaMallocAsync from the device's default pool, its release
+// threshold raised as for kernels::allocate) on `stream` (a cudaStream_t; nullptr: the calling
+// thread's current stream, kernels/core/stream.h) of the current device; free it with
 // release_async on a stream ordered after its last use. nullptr for 0 bytes. Runs out of memory
-// with the same DeviceOutOfMemoryError as allocate.
+// with the same DeviceOutOfMemoryError as allocate, after one retry with the pool's cached
+// blocks returned to the device.
 void* allocate_async(std::size_t bytes, void* stream);
 void release_async(void* pointer, void* stream);
-void release(int device_index, void* pointer);
-void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src,
-                std::size_t bytes);
-void zero_bytes(int device_index, void* pointer, std::size_t bytes);
+// The same on a named device: makes it current first.
+void* allocate_async_on(int device_index, std::size_t bytes, void* stream);
+void release_async_on(int device_index, void* pointer, void* stream);
+// Asynchronous on `stream` (nullptr: the current stream of the CUDA side) as described for
+// kernels::copy_bytes.
+void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src, std::size_t bytes,
+                void* stream);
+void zero_bytes(int device_index, void* pointer, std::size_t bytes, void* stream);
 }  // namespace cuda
 
 }  // namespace drgrad::kernels

@@ -13,6 +13,7 @@
 
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/launch.cuh"
+#include "kernels/core/memory.h"
 #include "kernels/metrics/evaluation_metrics.h"
 #include "kernels/metrics/rank_keys.h"
 
@@ -54,15 +55,15 @@ template <typename T>
 class StreamScratch {
  public:
   StreamScratch(std::size_t count, cudaStream_t stream) : stream_(stream) {
-    if (count > 0) {
-      DRGRAD_CUDA_CHECK(
-          cudaMallocAsync(reinterpret_cast<void**>(&data_), count * sizeof(T), stream));
-    }
+    data_ = static_cast<T*>(allocate_async(count * sizeof(T), stream));
   }
   StreamScratch(const StreamScratch&) = delete;
   StreamScratch& operator=(const StreamScratch&) = delete;
   ~StreamScratch() {
-    if (data_ != nullptr) cudaFreeAsync(data_, stream_);  // nothing to do about an error here
+    try {
+      release_async(data_, stream_);
+    } catch (...) {  // a destructor must not throw; the device is already failing
+    }
   }
   T* data() const { return data_; }
 

@@ -7,6 +7,7 @@
 
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/launch.cuh"
+#include "kernels/core/memory.h"
 #include "kernels/multitask/gradient_surgery.h"
 #include "kernels/multitask/task_gradient_gram.h"
 
@@ -36,8 +37,7 @@ void accumulate_task_gram(const Context& ctx, const float* gradients, std::int64
   // scratch matrix, then one copy to the host.
   const cudaStream_t stream = stream_of(ctx);
   const std::size_t bytes = static_cast<std::size_t>(tasks * tasks) * sizeof(double);
-  void* scratch = nullptr;
-  DRGRAD_CUDA_CHECK(cudaMallocAsync(&scratch, bytes, stream));
+  void* scratch = allocate_async(bytes, stream);
   std::vector<double> totals(static_cast<std::size_t>(tasks * tasks));
   try {
     DRGRAD_CUDA_CHECK(cudaMemsetAsync(scratch, 0, bytes, stream));
@@ -47,7 +47,7 @@ void accumulate_task_gram(const Context& ctx, const float* gradients, std::int64
     static_cast<void>(cudaFreeAsync(scratch, stream));  // already failing: report the first error
     throw;
   }
-  DRGRAD_CUDA_CHECK(cudaFreeAsync(scratch, stream));
+  release_async(scratch, stream);
   for (std::size_t e = 0; e < totals.size(); ++e) gram[e] += totals[e];
 }
 

@@ -32,6 +32,7 @@
 
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/launch.cuh"
+#include "kernels/core/memory.h"
 #include "kernels/dense/gemm.h"
 #include "kernels/multitask/task_gradient_gram.h"
 #include "kernels/multitask/task_gram_arithmetic.h"
@@ -240,12 +241,17 @@ __global__ void add_gram_kernel(const double* source, std::int64_t entries, doub
 class GramScratch {
  public:
   GramScratch(std::size_t doubles, cudaStream_t stream) : stream_(stream) {
-    DRGRAD_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&data_),
-                                      std::max<std::size_t>(doubles, 1) * sizeof(double), stream));
+    data_ = static_cast<double*>(
+        allocate_async(std::max<std::size_t>(doubles, 1) * sizeof(double), stream));
   }
   GramScratch(const GramScratch&) = delete;
   GramScratch& operator=(const GramScratch&) = delete;
-  ~GramScratch() { static_cast<void>(cudaFreeAsync(data_, stream_)); }
+  ~GramScratch() {
+    try {
+      release_async(data_, stream_);
+    } catch (...) {  // a destructor must not throw; the device is already failing
+    }
+  }
   double* data() const { return data_; }
 
  private:

@@ -8,6 +8,7 @@
 
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/launch.cuh"
+#include "kernels/core/memory.h"
 #include "kernels/vector/vector_ops.h"
 
 namespace drgrad::kernels::cuda {
@@ -93,8 +94,7 @@ double dot(const Context& ctx, std::int64_t n, const float* x, const float* y) {
   if (n <= 0) return 0.0;
   const cudaStream_t stream = stream_of(ctx);
   // Scratch for the partial sums and the result, ordered on the op's stream.
-  void* scratch = nullptr;
-  DRGRAD_CUDA_CHECK(cudaMallocAsync(&scratch, (kDotBlocks + 1) * sizeof(double), stream));
+  void* scratch = allocate_async((kDotBlocks + 1) * sizeof(double), stream);
   double* block_sums = static_cast<double*>(scratch);
   double* device_result = block_sums + kDotBlocks;
   double result = 0.0;
@@ -110,7 +110,7 @@ double dot(const Context& ctx, std::int64_t n, const float* x, const float* y) {
     static_cast<void>(cudaFreeAsync(scratch, stream));  // already failing: report the first error
     throw;
   }
-  DRGRAD_CUDA_CHECK(cudaFreeAsync(scratch, stream));
+  release_async(scratch, stream);
   return result;
 }
 

@@ -14,6 +14,7 @@
 
 #include "kernels/core/device.h"
 #include "kernels/core/memory.h"
+#include "kernels/core/stream.h"
 
 // Ends the current test case (it must return void) with "SKIPPED: no CUDA device" on stdout
 // when no device is usable; CTest reports such a test as skipped.
@@ -34,8 +35,10 @@ inline kernels::Context cuda_context() {
   return context;
 }
 
-// `size` elements of T on a CUDA device, released when the buffer goes out of scope. Copies are
-// synchronous (kernels::copy_bytes), so reading back waits for earlier work on the default
+// `size` elements of T on a CUDA device, released when the buffer goes out of scope. The
+// allocation and uploads are stream-ordered on the current stream (kernels/core/memory.h); the
+// buffer waits for them before returning, so that a test may hand the buffer to an op on any
+// stream, including a non-blocking one. Reading back waits for earlier work on the current
 // stream.
 template <typename T>
 class DeviceBuffer {
@@ -43,7 +46,9 @@ class DeviceBuffer {
   explicit DeviceBuffer(std::size_t size, kernels::Device device = kernels::Device::cuda(0))
       : device_(device),
         size_(size),
-        data_(static_cast<T*>(kernels::allocate(device, size * sizeof(T)))) {}
+        data_(static_cast<T*>(kernels::allocate(device, size * sizeof(T)))) {
+    kernels::synchronize_stream(device_, kernels::current_stream(device_));
+  }
   explicit DeviceBuffer(const std::vector<T>& host,
                         kernels::Device device = kernels::Device::cuda(0))
       : DeviceBuffer(host.size(), device) {
@@ -73,6 +78,7 @@ class DeviceBuffer {
                                   " elements into a buffer of " + std::to_string(size_));
     }
     kernels::copy_bytes(device_, data_, kernels::Device::cpu(), host.data(), size_ * sizeof(T));
+    kernels::synchronize_stream(device_, kernels::current_stream(device_));
   }
   std::vector<T> download() const {
     std::vector<T> host(size_);

@@ -1,0 +1,127 @@
+// GPU tests of kernels/core/stream.h and the stream-ordered memory of kernels/core/memory.h: a
+// stream made current receives allocations, fills and copies; freed blocks come back from the
+// device's pool instead of new device memory; the page-locked readback lands; an impossible
+// allocation names its size.
+#include <catch2/catch.hpp>
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "kernels/core/cuda_check.h"
+#include "kernels/core/memory.h"
+#include "kernels/core/stream.h"
+#include "tests/gpu/gpu_test_support.h"
+
+namespace drgrad::gpu_test {
+
+namespace {
+std::uint64_t pool_attribute(cudaMemPoolAttr attribute) {
+  cudaMemPool_t pool = nullptr;
+  DRGRAD_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
+  std::uint64_t value = 0;
+  DRGRAD_CUDA_CHECK(cudaMemPoolGetAttribute(pool, attribute, &value));
+  return value;
+}
+}  // namespace
+
+TEST_CASE("allocations, fills and copies run on the current stream", "[gpu][stream]") {
+  DRGRAD_REQUIRE_GPU();
+  const kernels::Device device = kernels::Device::cuda(0);
+  kernels::Stream stream(device);
+  REQUIRE(stream.get() != nullptr);
+  kernels::CurrentStreamGuard guard(device, stream.get());
+  CHECK(kernels::current_stream(device) == stream.get());
+
+  const std::size_t n = 1 << 20;  // several pages, so that the copies are real DMA transfers
+  std::vector<float> values(n);
+  std::iota(values.begin(), values.end(), -1000.f);
+  void* first = kernels::allocate(device, n * sizeof(float));
+  void* second = kernels::allocate(device, n * sizeof(float));
+  kernels::copy_bytes(device, first, kernels::Device::cpu(), values.data(), n * sizeof(float));
+  kernels::zero_bytes(device, second, n * sizeof(float));
+  kernels::copy_bytes(device, second, device, first, n / 2 * sizeof(float));
+  std::vector<float> back(n, -1.f);
+  kernels::copy_bytes(kernels::Device::cpu(), back.data(), device, second, n * sizeof(float));
+  for (std::size_t i = 0; i < n; ++i) {
+    const float expected = i < n / 2 ? values[i] : 0.f;
+    if (back[i] != expected) {
+      FAIL("element " << i << " is " << back[i] << ", expected " << expected);
+    }
+  }
+  kernels::release(device, first);
+  kernels::release(device, second);
+  kernels::synchronize_stream(device, stream.get());
+  // The pool keeps what was freed (its release threshold was raised on first use).
+  CHECK(pool_attribute(cudaMemPoolAttrReleaseThreshold) == UINT64_MAX);
+}
+
+TEST_CASE("freed blocks are reused from the pool, not taken from the device again",
+          "[gpu][stream]") {
+  DRGRAD_REQUIRE_GPU();
+  const kernels::Device device = kernels::Device::cuda(0);
+  kernels::Stream stream(device);
+  kernels::CurrentStreamGuard guard(device, stream.get());
+  const std::size_t bytes = std::size_t(64) << 20;
+  // One round to reach the steady state, then many: what the pool holds from the device must not
+  // grow, as a training step allocates and frees the same sizes every step.
+  kernels::release(device, kernels::allocate(device, bytes));
+  kernels::synchronize_stream(device, stream.get());
+  const std::uint64_t reserved = pool_attribute(cudaMemPoolAttrReservedMemCurrent);
+  CHECK(reserved >= bytes);
+  for (int round = 0; round < 50; ++round) {
+    void* a = kernels::allocate(device, bytes);
+    kernels::zero_bytes(device, a, bytes);
+    kernels::release(device, a);
+  }
+  kernels::synchronize_stream(device, stream.get());
+  CHECK(pool_attribute(cudaMemPoolAttrReservedMemCurrent) == reserved);
+  CHECK(pool_attribute(cudaMemPoolAttrUsedMemCurrent) < bytes);
+}
+
+TEST_CASE("host readback lands in page-locked memory after the stream's earlier work",
+          "[gpu][stream]") {
+  DRGRAD_REQUIRE_GPU();
+  const kernels::Device device = kernels::Device::cuda(0);
+  kernels::Stream stream(device);
+  kernels::CurrentStreamGuard guard(device, stream.get());
+  const std::size_t n = 4096;
+  kernels::HostReadback readback(device, n * sizeof(std::int64_t));
+  void* source = kernels::allocate(device, n * sizeof(std::int64_t));
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::int64_t> values(n);
+    std::iota(values.begin(), values.end(), std::int64_t(round) * 100000);
+    kernels::copy_bytes(device, source, kernels::Device::cpu(), values.data(),
+                        n * sizeof(std::int64_t));
+    readback.start(source, n * sizeof(std::int64_t));
+    CHECK(readback.pending());
+    const auto* landed = static_cast<const std::int64_t*>(readback.wait());
+    CHECK(!readback.pending());
+    CHECK(readback.ready());
+    CHECK(std::vector<std::int64_t>(landed, landed + n) == values);
+  }
+  kernels::release(device, source);
+}
+
+TEST_CASE("a stream-ordered allocation larger than the device names its size", "[gpu][stream]") {
+  DRGRAD_REQUIRE_GPU();
+  const kernels::Device device = kernels::Device::cuda(0);
+  const std::size_t too_many = std::size_t(1) << 50;  // 1 PiB
+  try {
+    kernels::allocate(device, too_many);
+    FAIL("an allocation of 1 PiB succeeded");
+  } catch (const kernels::cuda::DeviceOutOfMemoryError& error) {
+    CHECK(error.requested_bytes() == too_many);
+    CHECK(std::string(error.what()).find("cudaMallocAsync asked for 1.00 PiB") !=
+          std::string::npos);
+  }
+  // The failure is not sticky: the device still allocates.
+  void* small = kernels::allocate(device, 256);
+  CHECK(small != nullptr);
+  kernels::release(device, small);
+  kernels::synchronize_stream(device, nullptr);
+}
+
+}  // namespace drgrad::gpu_test
