@@ -160,6 +160,16 @@ if [ -n "$cmake_home" ] && [ "$cmake_home" != "$root" ]; then
 fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
+# cuDNN (optional, for dense_epilogue_bench's comparison): on the GPU machine it may exist only
+# inside the nvidia-cudnn-cu13 Python package next to PyTorch.
+if [ -z "${CUDNN_ROOT:-}" ] && command -v python3 >/dev/null; then
+  cudnn_root=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null)
+  if [ -n "$cudnn_root" ] && [ -d "$cudnn_root" ]; then
+    export CUDNN_ROOT="$cudnn_root"
+    export LD_LIBRARY_PATH="$cudnn_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    record cudnn found 0 "$cudnn_root (Python package)"
+  fi
+fi
 if [ -z "$cmake_home" ]; then
   # CMake before 3.26 knows no C++20 flag for nvcc; naming it is harmless for later versions.
   run_step configure "$build_log" 180 cmake -S "$root" -B "$build_dir" "${generator[@]}" \
