@@ -1,7 +1,12 @@
 // CPU twin of the embedding bag and the dispatch to CUDA.
 #include "kernels/embedding/embedding_bag.h"
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
 #include "kernels/core/dispatch.h"
+#include "kernels/embedding/embedding_plan_math.h"
 
 namespace drgrad::kernels {
 
@@ -45,13 +50,47 @@ void embedding_bag_backward(const T* d_out, std::int64_t out_stride, std::int64_
   }
 }
 
-#define DRGRAD_INSTANTIATE_CPU(T)                                                            \
-  template void embedding_bag_forward<T>(const T*, std::int64_t, const std::int64_t*,        \
-                                         const std::int64_t*, std::int64_t, Pooling, T*,     \
-                                         std::int64_t);                                      \
-  template void embedding_bag_backward<T>(const T*, std::int64_t, std::int64_t,              \
-                                          const std::int64_t*, Pooling, const std::int64_t*, \
-                                          const std::int64_t*, std::int64_t, T*);
+template <typename T>
+void embedding_bag_backward_with_device_count(
+    const T* d_out, std::int64_t out_stride, std::int64_t dim, const std::int64_t* offsets,
+    Pooling pooling, const std::int64_t* occurrence_offsets, const std::int64_t* occurrence_samples,
+    const std::int64_t* num_unique_device, std::int64_t capacity, T* row_gradients) {
+  const std::int64_t num_unique = std::clamp<std::int64_t>(*num_unique_device, 0, capacity);
+  embedding_bag_backward(d_out, out_stride, dim, offsets, pooling, occurrence_offsets,
+                         occurrence_samples, num_unique, row_gradients);
+}
+
+template <typename T>
+void embedding_bag_backward_atomic(const T* d_out, std::int64_t out_stride, std::int64_t dim,
+                                   const std::int64_t* offsets, std::int64_t batch, Pooling pooling,
+                                   const std::int64_t* distinct_index_of_position,
+                                   std::int64_t num_ids, std::int64_t gradient_rows,
+                                   T* row_gradients) {
+  std::fill(row_gradients, row_gradients + gradient_rows * dim, T(0));
+  // Positions in increasing order: each row receives its occurrences in the order the
+  // deterministic backward adds them.
+  for (std::int64_t p = 0; p < num_ids; ++p) {
+    const std::int64_t b = embedding_math::segment_of(offsets, batch, p);
+    const T scale = embedding_math::bag_gradient_scale<T>(pooling, offsets[b + 1] - offsets[b]);
+    const T* upstream = d_out + b * out_stride;
+    T* gradient = row_gradients + distinct_index_of_position[p] * dim;
+    for (std::int64_t j = 0; j < dim; ++j) gradient[j] += scale * upstream[j];
+  }
+}
+
+#define DRGRAD_INSTANTIATE_CPU(T)                                                              \
+  template void embedding_bag_forward<T>(const T*, std::int64_t, const std::int64_t*,          \
+                                         const std::int64_t*, std::int64_t, Pooling, T*,       \
+                                         std::int64_t);                                        \
+  template void embedding_bag_backward<T>(const T*, std::int64_t, std::int64_t,                \
+                                          const std::int64_t*, Pooling, const std::int64_t*,   \
+                                          const std::int64_t*, std::int64_t, T*);              \
+  template void embedding_bag_backward_with_device_count<T>(                                   \
+      const T*, std::int64_t, std::int64_t, const std::int64_t*, Pooling, const std::int64_t*, \
+      const std::int64_t*, const std::int64_t*, std::int64_t, T*);                             \
+  template void embedding_bag_backward_atomic<T>(                                              \
+      const T*, std::int64_t, std::int64_t, const std::int64_t*, std::int64_t, Pooling,        \
+      const std::int64_t*, std::int64_t, std::int64_t, T*);
 DRGRAD_INSTANTIATE_CPU(float)
 DRGRAD_INSTANTIATE_CPU(double)
 #undef DRGRAD_INSTANTIATE_CPU
@@ -76,13 +115,57 @@ void embedding_bag_backward(const Context& ctx, const T* d_out, std::int64_t out
                   occurrence_offsets, occurrence_samples, num_unique, row_gradients);
 }
 
+template <typename T>
+void embedding_bag_backward_with_device_count(const Context& ctx, const T* d_out,
+                                              std::int64_t out_stride, std::int64_t dim,
+                                              const std::int64_t* offsets, Pooling pooling,
+                                              const std::int64_t* occurrence_offsets,
+                                              const std::int64_t* occurrence_samples,
+                                              const std::int64_t* num_unique_device,
+                                              std::int64_t capacity, T* row_gradients) {
+  if (num_unique_device == nullptr || capacity < 0) {
+    throw std::invalid_argument(
+        "embedding_bag_backward_with_device_count: needs the device count and a capacity >= 0 "
+        "(got capacity " +
+        std::to_string(capacity) + ")");
+  }
+  DRGRAD_DISPATCH(T, ctx, embedding_bag_backward_with_device_count, d_out, out_stride, dim, offsets,
+                  pooling, occurrence_offsets, occurrence_samples, num_unique_device, capacity,
+                  row_gradients);
+}
+
+template <typename T>
+void embedding_bag_backward_atomic(const Context& ctx, const T* d_out, std::int64_t out_stride,
+                                   std::int64_t dim, const std::int64_t* offsets,
+                                   std::int64_t batch, Pooling pooling,
+                                   const std::int64_t* distinct_index_of_position,
+                                   std::int64_t num_ids, std::int64_t gradient_rows,
+                                   T* row_gradients) {
+  if (dim < 0 || batch < 0 || num_ids < 0 || gradient_rows < 0 || out_stride < dim ||
+      (num_ids > 0 && batch == 0)) {
+    throw std::invalid_argument(
+        "embedding_bag_backward_atomic: dim " + std::to_string(dim) + ", batch " +
+        std::to_string(batch) + ", num_ids " + std::to_string(num_ids) + ", gradient_rows " +
+        std::to_string(gradient_rows) + ", out_stride " + std::to_string(out_stride) +
+        ": need non-negative sizes, out_stride >= dim and a batch for any ids");
+  }
+  DRGRAD_DISPATCH(T, ctx, embedding_bag_backward_atomic, d_out, out_stride, dim, offsets, batch,
+                  pooling, distinct_index_of_position, num_ids, gradient_rows, row_gradients);
+}
+
 #define DRGRAD_INSTANTIATE(T)                                                                    \
   template void embedding_bag_forward<T>(const Context&, const T*, std::int64_t,                 \
                                          const std::int64_t*, const std::int64_t*, std::int64_t, \
                                          Pooling, T*, std::int64_t);                             \
   template void embedding_bag_backward<T>(const Context&, const T*, std::int64_t, std::int64_t,  \
                                           const std::int64_t*, Pooling, const std::int64_t*,     \
-                                          const std::int64_t*, std::int64_t, T*);
+                                          const std::int64_t*, std::int64_t, T*);                \
+  template void embedding_bag_backward_with_device_count<T>(                                     \
+      const Context&, const T*, std::int64_t, std::int64_t, const std::int64_t*, Pooling,        \
+      const std::int64_t*, const std::int64_t*, const std::int64_t*, std::int64_t, T*);          \
+  template void embedding_bag_backward_atomic<T>(                                                \
+      const Context&, const T*, std::int64_t, std::int64_t, const std::int64_t*, std::int64_t,   \
+      Pooling, const std::int64_t*, std::int64_t, std::int64_t, T*);
 DRGRAD_INSTANTIATE(float)
 DRGRAD_INSTANTIATE(double)
 #undef DRGRAD_INSTANTIATE
