@@ -19,11 +19,12 @@ void check_plan_arguments(std::int64_t batch, std::int64_t num_ids, std::int64_t
                                 std::to_string(table_rows) +
                                 ": need batch >= 0, num_ids >= 0 and table_rows >= 1");
   }
-  if (plan.distinct_rows == nullptr || plan.occurrence_offsets == nullptr ||
-      plan.occurrence_samples == nullptr || plan.num_distinct == nullptr) {
+  if (plan.occurrence_offsets == nullptr || plan.num_distinct == nullptr ||
+      (num_ids > 0 && (plan.distinct_rows == nullptr || plan.occurrence_samples == nullptr))) {
     throw std::invalid_argument(
         "build_embedding_backward_plan: distinct_rows, occurrence_offsets, occurrence_samples "
-        "and num_distinct must all be given (only distinct_index_of_position may be null)");
+        "and num_distinct must all be given (only distinct_index_of_position may be null, and "
+        "the per-id arrays when there are no ids)");
   }
 }
 

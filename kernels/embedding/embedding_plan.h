@@ -36,7 +36,8 @@ struct EmbeddingBackwardPlan {
 // offsets[0] = 0 and num_ids = offsets[batch] ids (passed because the CUDA twin cannot read it
 // without a host round trip). Every row must lie in [0, table_rows): the CUDA radix sort looks at
 // the low bits that cover table_rows only; the CPU twin checks and throws std::out_of_range. Throws
-// std::invalid_argument for negative sizes, a missing output array, or (CUDA) more than
+// std::invalid_argument for negative sizes, offsets that do not run from 0 to num_ids (CPU), a
+// missing output array (the per-id ones may be null when num_ids is 0), or (CUDA) more than
 // 2^31 - 1 ids, CUB's run-length encoding limit. On CUDA it runs on the context's stream without
 // synchronising the host; its scratch (about 40 bytes per id plus CUB's temporary storage) comes
 // from the stream-ordered pool and returns to it when the stream gets there.
