@@ -90,6 +90,7 @@ struct ModelConfig {
   std::int64_t shared_experts = 1;
   std::vector<std::int64_t> tower_units{32};
   Initializer init = Initializer::kXavierUniform;
+  EmbeddingBackward embedding_backward = EmbeddingBackward::kHostPlan;
   // Split towers (DRGrad, Split-MMoE) and the personalized gate.
   bool split_towers = false;
   std::string primary_task;  // empty: the first task

@@ -79,6 +79,13 @@ struct EnumNames<kernels::MatmulPrecision> {
       {kernels::MatmulPrecision::kBf16, "bf16"}};
 };
 template <>
+struct EnumNames<EmbeddingBackward> {
+  static constexpr std::pair<EmbeddingBackward, const char*> entries[] = {
+      {EmbeddingBackward::kHostPlan, "host_plan"},
+      {EmbeddingBackward::kDevicePlan, "device_plan"},
+      {EmbeddingBackward::kFastNondeterministic, "fast_nondeterministic"}};
+};
+template <>
 struct EnumNames<Initializer> {
   static constexpr std::pair<Initializer, const char*> entries[] = {
       {Initializer::kXavierUniform, "xavier_uniform"}};
@@ -180,6 +187,9 @@ ConfigLayout build_layout() {
                           "hidden widths of each task tower; a 1-unit output layer follows",
                           each_at_least(1)),
       DRGRAD_CONFIG_FIELD(Config, model.init, "initialisation of dense weights"),
+      DRGRAD_CONFIG_FIELD(Config, model.embedding_backward,
+                          "where the embedding backward sorts the ids (host or device), or "
+                          "atomic adds (docs/gpu.md)"),
       DRGRAD_CONFIG_FIELD(Config, model.split_towers,
                           "split the primary task into T' (own view) and T'' (shared v_s)"),
       DRGRAD_CONFIG_FIELD(Config, model.primary_task,

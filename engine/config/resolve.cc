@@ -67,6 +67,7 @@ std::vector<EmbeddingSlotSpec> resolve_slots(const Config& config, const io::Sch
     spec.dim = config.features.embedding_dim;
     spec.pooling = config.features.pooling;
     spec.out_of_range = config.features.out_of_range;
+    spec.backward = config.model.embedding_backward;
     const auto override_of =
         std::find_if(config.features.slots.begin(), config.features.slots.end(),
                      [&slot](const SlotConfig& candidate) { return candidate.name == slot.name; });

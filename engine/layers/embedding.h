@@ -14,12 +14,22 @@ namespace drgrad::engine {
 // What to do with an id outside [0, vocabulary_size).
 enum class OutOfRange { kError, kHash };
 
+// How the backward pass finds each touched row's occurrences (config model.embedding_backward;
+// docs/gpu.md, "Embedding backward plan"):
+// kHostPlan: sorted on the host per batch and uploaded with the ids (the default).
+// kDevicePlan: built where the ids are by kernels/embedding/embedding_plan.h (CUB on CUDA, the
+//   CPU twin on the CPU); same order, same gradient bits as kHostPlan.
+// kFastNondeterministic: the device plan, then atomic additions per id position
+//   (embedding_bag_backward_atomic); on CUDA the last bits may vary from run to run.
+enum class EmbeddingBackward { kHostPlan, kDevicePlan, kFastNondeterministic };
+
 struct EmbeddingSlotSpec {
   std::string name;
   std::int64_t vocabulary_size = 0;
   std::int64_t dim = 8;
   kernels::Pooling pooling = kernels::Pooling::kSum;
   OutOfRange out_of_range = OutOfRange::kError;
+  EmbeddingBackward backward = EmbeddingBackward::kHostPlan;
 };
 
 // Thrown for ids that a slot cannot place; the message names the slot, sample and id.
@@ -56,14 +66,32 @@ class EmbeddingBag {
   Parameter& table() { return *table_; }
 
  private:
+  // The backward plan of the batch whose table rows are `rows` (host) and, for the device plan,
+  // rows_ and offsets_ (already on the device).
+  void build_host_plan(const std::vector<std::int64_t>& rows,
+                       const std::vector<std::int64_t>& offsets, std::int64_t batch, Device device);
+  void build_device_plan(Device device);
+  // Number of distinct rows of the current batch; with a device plan, reads the count and the
+  // rows back on first use (one synchronisation per slot and batch) and fills unique_rows_.
+  std::int64_t resolve_touched_rows();
+  // Writes the [touched rows, dim] gradient of one upstream (d_out points at this slot's first
+  // column, rows `width` apart) by the configured backward.
+  void write_row_gradients(const T* d_out, std::int64_t width, std::int64_t num_unique,
+                           T* row_gradients);
+
   kernels::Context ctx_;
   EmbeddingSlotSpec spec_;
   Parameter* table_;
-  // Per-batch plan, built on the host: table row of every id, the bag offsets, and for every
-  // distinct row the samples it occurs in (so that backward needs no atomics).
+  // Per-batch plan: table row of every id, the bag offsets, and for every distinct row the
+  // samples it occurs in (so that the deterministic backward needs no atomics). Host plan: built
+  // on the host, unique_rows_ filled at once. Device plan: arrays sized for all ids distinct,
+  // num_distinct_ [1] on the device, unique_rows_ filled by resolve_touched_rows.
   std::int64_t batch_ = 0;
+  std::int64_t num_ids_ = 0;
+  bool touched_rows_resolved_ = false;
   std::vector<std::int64_t> unique_rows_;
   Tensor rows_, offsets_, occurrence_offsets_, occurrence_samples_;
+  Tensor distinct_rows_, num_distinct_, distinct_index_of_position_, touched_rows_device_;
 };
 
 // Dense features plus every slot's pooled embedding, side by side:
