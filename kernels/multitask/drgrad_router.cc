@@ -195,7 +195,7 @@ void router_coefficients(const RouterRule& rule, RouterState* state) {
 template <typename T>
 void router_apply(const RouterApplySegment<T>* segments, std::int64_t num_segments, int num_aux,
                   const UpdateRule* update, bool write_gradients, RouterState* state,
-                  const int* skip) {
+                  const std::int64_t* skip) {
   if (skip != nullptr && *skip != 0) return;
   const RouterCoefficientValues& c = state->coefficients;
   const RouterCoefficientValues identity{};  // all coefficients zero: gradients unchanged
@@ -242,7 +242,7 @@ void router_update_mixing(double rho, RouterState* state) {
   template void router_products<T>(const RouterProductSegment<T>*, std::int64_t, int, \
                                    RouterState*);                                     \
   template void router_apply<T>(const RouterApplySegment<T>*, std::int64_t, int,      \
-                                const UpdateRule*, bool, RouterState*, const int*);
+                                const UpdateRule*, bool, RouterState*, const std::int64_t*);
 DRGRAD_INSTANTIATE_CPU_ROUTER(float)
 DRGRAD_INSTANTIATE_CPU_ROUTER(double)
 #undef DRGRAD_INSTANTIATE_CPU_ROUTER
@@ -285,7 +285,7 @@ void router_coefficients(const Context& ctx, const RouterRule& rule, RouterWorks
 template <typename T>
 void router_apply(const Context& ctx, const RouterApplyTable<T>& table, int num_aux,
                   const UpdateRule* update, bool write_gradients, RouterWorkspace& workspace,
-                  const int* skip) {
+                  const std::int64_t* skip) {
   const char* op = "router_apply";
   check_num_aux(op, num_aux);
   if (!table.empty()) check_table_device(op, table.device(), ctx);
@@ -333,7 +333,7 @@ void router_update_mixing(const Context& ctx, double rho, RouterWorkspace& works
   template void router_products<T>(const Context&, const RouterProductTable<T>&, int,          \
                                    RouterWorkspace&);                                          \
   template void router_apply<T>(const Context&, const RouterApplyTable<T>&, int,               \
-                                const UpdateRule*, bool, RouterWorkspace&, const int*);
+                                const UpdateRule*, bool, RouterWorkspace&, const std::int64_t*);
 DRGRAD_INSTANTIATE_ROUTER(float)
 DRGRAD_INSTANTIATE_ROUTER(double)
 #undef DRGRAD_INSTANTIATE_ROUTER

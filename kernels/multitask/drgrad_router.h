@@ -139,11 +139,12 @@ void router_coefficients(const Context& ctx, const RouterRule& rule, RouterWorks
 //   state.final_own_norm2 / final_shared_norm2 = |final g1'|^2, |final g1''|^2 over all segments
 //   (CPU: per segment in element order, segments added in order; CUDA: fixed-shape trees as in
 //   router_products).
-// skip: null, or a device flag; non-zero means write nothing (see fused_dense_update).
+// skip: null, or a count or flag in device memory; non-zero means write nothing (see
+// fused_dense_update): neither weights, state, gradients nor the final norms.
 template <typename T>
 void router_apply(const Context& ctx, const RouterApplyTable<T>& table, int num_aux,
                   const UpdateRule* update, bool write_gradients, RouterWorkspace& workspace,
-                  const int* skip = nullptr);
+                  const std::int64_t* skip = nullptr);
 
 // (d) sigma <- rho sigma + sqrt(final norm2) for T1' and T1''; mu = softmax(sigma).
 void router_update_mixing(const Context& ctx, double rho, RouterWorkspace& workspace);
@@ -156,7 +157,7 @@ void router_coefficients(const RouterRule& rule, RouterState* state);
 template <typename T>
 void router_apply(const RouterApplySegment<T>* segments, std::int64_t num_segments, int num_aux,
                   const UpdateRule* update, bool write_gradients, RouterState* state,
-                  const int* skip);
+                  const std::int64_t* skip);
 void router_update_mixing(double rho, RouterState* state);
 }  // namespace cpu
 
@@ -167,7 +168,8 @@ void router_products(const Context& ctx, const RouterProductSegment<float>* segm
 void router_coefficients(const Context& ctx, const RouterRule& rule, RouterState* state);
 void router_apply(const Context& ctx, const RouterApplySegment<float>* segments,
                   std::int64_t num_segments, int num_aux, const UpdateRule* update,
-                  bool write_gradients, RouterState* state, double* partials, const int* skip);
+                  bool write_gradients, RouterState* state, double* partials,
+                  const std::int64_t* skip);
 void router_update_mixing(const Context& ctx, double rho, RouterState* state);
 }  // namespace cuda
 

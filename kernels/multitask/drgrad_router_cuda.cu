@@ -112,7 +112,7 @@ template <int Capacity>
 __global__ void router_apply_kernel(const RouterApplySegment<float>* __restrict__ segments,
                                     std::int64_t num_segments, int num_aux, UpdateRule rule,
                                     bool has_update, bool write_gradients, const RouterState* state,
-                                    double* partials, const int* skip) {
+                                    double* partials, const std::int64_t* skip) {
   if (skip != nullptr && *skip != 0) return;  // uniform over the grid: no block_sum is half-called
   // Raw storage: a __shared__ variable cannot have a constructor.
   __shared__ alignas(
@@ -158,7 +158,7 @@ __global__ void router_apply_kernel(const RouterApplySegment<float>* __restrict_
 
 // Pass (c), second stage (one block): the final norms into the state.
 __global__ void router_norms_total_kernel(const double* partials, RouterState* state,
-                                          const int* skip) {
+                                          const std::int64_t* skip) {
   if (skip != nullptr && *skip != 0) return;
   for (int which = 0; which < 2; ++which) {
     double local = 0.0;
@@ -226,7 +226,8 @@ void router_coefficients(const Context& ctx, const RouterRule& rule, RouterState
 
 void router_apply(const Context& ctx, const RouterApplySegment<float>* segments,
                   std::int64_t num_segments, int num_aux, const UpdateRule* update,
-                  bool write_gradients, RouterState* state, double* partials, const int* skip) {
+                  bool write_gradients, RouterState* state, double* partials,
+                  const std::int64_t* skip) {
   const cudaStream_t stream = stream_of(ctx);
   const UpdateRule rule = update != nullptr ? *update : UpdateRule{};
   with_aux_capacity(num_aux, [&](auto capacity) {

@@ -100,7 +100,7 @@ void check_row_range(const char* op, std::int64_t table_rows,
 
 template <typename T>
 void fused_dense_update(const UpdateRule& rule, const DenseUpdateSegment<T>* segments,
-                        std::int64_t num_segments, const int* skip) {
+                        std::int64_t num_segments, const std::int64_t* skip) {
   if (skip != nullptr && *skip != 0) return;
   for (std::int64_t s = 0; s < num_segments; ++s) {
     const DenseUpdateSegment<T>& segment = segments[s];
@@ -124,6 +124,7 @@ template <typename T>
 void sgd_update_rows(const SgdOptions& options, T* table, std::int64_t table_rows,
                      const RowSparseGradient<T>& gradient, T* velocity) {
   check_row_range("sgd_update_rows", table_rows, gradient);
+  if (gradient.skip != nullptr && *gradient.skip != 0) return;
   for (std::int64_t r = 0; r < gradient.num_rows; ++r) {
     const std::int64_t offset = gradient.rows[r] * gradient.dim;
     for (std::int64_t c = 0; c < gradient.dim; ++c) {
@@ -148,6 +149,7 @@ void adam_update_rows(const AdamOptions& options, std::int64_t step, T* table,
                       std::int64_t table_rows, const RowSparseGradient<T>& gradient,
                       T* first_moment, T* second_moment) {
   check_row_range("adam_update_rows", table_rows, gradient);
+  if (gradient.skip != nullptr && *gradient.skip != 0) return;
   const AdamBiasCorrection correction = adam_bias_correction(options, step);
   for (std::int64_t r = 0; r < gradient.num_rows; ++r) {
     const std::int64_t offset = gradient.rows[r] * gradient.dim;
@@ -171,6 +173,7 @@ template <typename T>
 void adagrad_update_rows(const AdagradOptions& options, T* table, std::int64_t table_rows,
                          const RowSparseGradient<T>& gradient, T* accumulator) {
   check_row_range("adagrad_update_rows", table_rows, gradient);
+  if (gradient.skip != nullptr && *gradient.skip != 0) return;
   for (std::int64_t r = 0; r < gradient.num_rows; ++r) {
     const std::int64_t offset = gradient.rows[r] * gradient.dim;
     for (std::int64_t c = 0; c < gradient.dim; ++c) {
@@ -182,7 +185,7 @@ void adagrad_update_rows(const AdagradOptions& options, T* table, std::int64_t t
 
 #define DRGRAD_INSTANTIATE_CPU_OPTIMIZERS(T)                                              \
   template void fused_dense_update<T>(const UpdateRule&, const DenseUpdateSegment<T>*,    \
-                                      std::int64_t, const int*);                          \
+                                      std::int64_t, const std::int64_t*);                 \
   template void sgd_update<T>(const SgdOptions&, T*, const T*, T*, std::int64_t);         \
   template void sgd_update_rows<T>(const SgdOptions&, T*, std::int64_t,                   \
                                    const RowSparseGradient<T>&, T*);                      \
@@ -231,7 +234,7 @@ DenseUpdateTable<T> make_dense_update_table(Device device,
 
 template <typename T>
 void fused_dense_update(const Context& ctx, const UpdateRule& rule,
-                        const DenseUpdateTable<T>& table, const int* skip) {
+                        const DenseUpdateTable<T>& table, const std::int64_t* skip) {
   const char* op = "fused_dense_update";
   check_update_rule(op, rule);
   require(table.empty() || table.device() == ctx.device, op,
@@ -323,7 +326,7 @@ void adagrad_update_rows(const Context& ctx, const AdagradOptions& options, T* t
   template DenseUpdateTable<T> make_dense_update_table<T>(Device,                                  \
                                                           std::vector<DenseUpdateSegment<T>>);     \
   template void fused_dense_update<T>(const Context&, const UpdateRule&,                           \
-                                      const DenseUpdateTable<T>&, const int*);                     \
+                                      const DenseUpdateTable<T>&, const std::int64_t*);            \
   template void sgd_update<T>(const Context&, const SgdOptions&, T*, const T*, T*, std::int64_t);  \
   template void sgd_update_rows<T>(const Context&, const SgdOptions&, T*, std::int64_t,            \
                                    const RowSparseGradient<T>&, T*);                               \

@@ -19,13 +19,16 @@ namespace drgrad::kernels {
 // values[r * dim + c] is the gradient of table[rows[r] * dim + c]. `rows` holds num_rows unique
 // indices in [0, table_rows), in any order (duplicates would race on CUDA and double-apply on
 // the CPU: sum them first). The CPU twin checks the range and throws std::out_of_range; the
-// CUDA twin trusts it.
+// CUDA twin trusts it. skip: null, or a count in the context's device memory (say, of non-finite
+// losses); when it is non-zero at the time the update runs, nothing is written (as the skip of
+// fused_dense_update).
 template <typename T>
 struct RowSparseGradient {
   const std::int64_t* rows = nullptr;
   const T* values = nullptr;
   std::int64_t num_rows = 0;
   std::int64_t dim = 0;
+  const std::int64_t* skip = nullptr;
 };
 
 // Row-sparse updates are lazy: only the listed rows of the table and of its state change. Rows
@@ -90,14 +93,15 @@ DenseUpdateTable<T> make_dense_update_table(Device device,
 // walks the segments in order). Both twins use the per-element functions of the single-array
 // steps, so on a given device the result has the bits of one sgd_update / adam_update /
 // adagrad_update per segment.
-// skip: null, or a flag in the context's device memory; when it is non-zero at the time the pass
+// skip: null, or a count or flag in the context's device memory (the trainer passes the loss's
+// count of non-finite sample losses); when it is non-zero at the time the pass
 // runs, nothing is written. It lets a step that never synchronizes with the host refuse an update
 // that a device-side check (say, a non-finite loss) has vetoed; null means always update.
 // Throws std::invalid_argument when a segment lacks an array its rule needs or an option is out
 // of range; the table must live on ctx.device.
 template <typename T>
 void fused_dense_update(const Context& ctx, const UpdateRule& rule,
-                        const DenseUpdateTable<T>& table, const int* skip = nullptr);
+                        const DenseUpdateTable<T>& table, const std::int64_t* skip = nullptr);
 
 // Checks an update rule's options as the single-array steps do (std::invalid_argument naming the
 // option); `op` names the caller in the message.
@@ -106,7 +110,7 @@ void check_update_rule(const char* op, const UpdateRule& rule);
 namespace cpu {
 template <typename T>
 void fused_dense_update(const UpdateRule& rule, const DenseUpdateSegment<T>* segments,
-                        std::int64_t num_segments, const int* skip);
+                        std::int64_t num_segments, const std::int64_t* skip);
 template <typename T>
 void sgd_update(const SgdOptions& options, T* weights, const T* gradients, T* velocity,
                 std::int64_t n);
@@ -131,7 +135,7 @@ void adagrad_update_rows(const AdagradOptions& options, T* table, std::int64_t t
 namespace cuda {
 void fused_dense_update(const Context& ctx, const UpdateRule& rule,
                         const DenseUpdateSegment<float>* segments, std::int64_t num_segments,
-                        std::int64_t total_elements, const int* skip);
+                        std::int64_t total_elements, const std::int64_t* skip);
 void sgd_update(const Context& ctx, const SgdOptions& options, float* weights,
                 const float* gradients, float* velocity, std::int64_t n);
 void sgd_update_rows(const Context& ctx, const SgdOptions& options, float* table,

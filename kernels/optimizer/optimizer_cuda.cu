@@ -29,7 +29,9 @@ struct RowIndex {
 // writes w, m, v (28); Adagrad reads w, g, a and writes w, a (20).
 template <typename Index>
 __global__ void update_kernel(UpdateRule rule, Index index, float* weights, const float* gradients,
-                              float* state_a, float* state_b, std::int64_t count) {
+                              float* state_a, float* state_b, std::int64_t count,
+                              const std::int64_t* skip) {
+  if (skip != nullptr && *skip != 0) return;
   for (std::int64_t e = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; e < count;
        e += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t i = index(e);
@@ -43,7 +45,7 @@ __global__ void update_kernel(UpdateRule rule, Index index, float* weights, cons
 // every thread gets the same share of the group's elements however the lengths are spread.
 __global__ void fused_dense_update_kernel(UpdateRule rule,
                                           const DenseUpdateSegment<float>* segments,
-                                          std::int64_t num_segments, const int* skip) {
+                                          std::int64_t num_segments, const std::int64_t* skip) {
   if (skip != nullptr && *skip != 0) return;
   const std::int64_t threads = std::int64_t(gridDim.x) * blockDim.x;
   const std::int64_t thread = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
@@ -60,10 +62,11 @@ __global__ void fused_dense_update_kernel(UpdateRule rule,
 
 template <typename Index>
 void launch_update(const Context& ctx, const UpdateRule& rule, Index index, float* weights,
-                   const float* gradients, float* state_a, float* state_b, std::int64_t count) {
+                   const float* gradients, float* state_a, float* state_b, std::int64_t count,
+                   const std::int64_t* skip = nullptr) {
   if (count == 0) return;
   update_kernel<<<grid_for(count), kBlockSize, 0, stream_of(ctx)>>>(rule, index, weights, gradients,
-                                                                    state_a, state_b, count);
+                                                                    state_a, state_b, count, skip);
   DRGRAD_CUDA_CHECK_LAUNCH(update_kernel);
 }
 
@@ -71,7 +74,7 @@ void launch_update(const Context& ctx, const UpdateRule& rule, Index index, floa
 
 void fused_dense_update(const Context& ctx, const UpdateRule& rule,
                         const DenseUpdateSegment<float>* segments, std::int64_t num_segments,
-                        std::int64_t total_elements, const int* skip) {
+                        std::int64_t total_elements, const std::int64_t* skip) {
   if (total_elements == 0) return;
   fused_dense_update_kernel<<<grid_for(total_elements), kBlockSize, 0, stream_of(ctx)>>>(
       rule, segments, num_segments, skip);
@@ -87,7 +90,8 @@ void sgd_update_rows(const Context& ctx, const SgdOptions& options, float* table
                      std::int64_t table_rows, const RowSparseGradient<float>& gradient,
                      float* velocity) {
   launch_update(ctx, sgd_rule(options), RowIndex{gradient.rows, gradient.dim}, table,
-                gradient.values, velocity, nullptr, gradient.num_rows * gradient.dim);
+                gradient.values, velocity, nullptr, gradient.num_rows * gradient.dim,
+                gradient.skip);
 }
 
 void adam_update(const Context& ctx, const AdamOptions& options, std::int64_t step, float* weights,
@@ -102,7 +106,8 @@ void adam_update_rows(const Context& ctx, const AdamOptions& options, std::int64
                       const RowSparseGradient<float>& gradient, float* first_moment,
                       float* second_moment) {
   launch_update(ctx, adam_rule(options, step), RowIndex{gradient.rows, gradient.dim}, table,
-                gradient.values, first_moment, second_moment, gradient.num_rows * gradient.dim);
+                gradient.values, first_moment, second_moment, gradient.num_rows * gradient.dim,
+                gradient.skip);
 }
 
 void adagrad_update(const Context& ctx, const AdagradOptions& options, float* weights,
@@ -115,7 +120,8 @@ void adagrad_update_rows(const Context& ctx, const AdagradOptions& options, floa
                          std::int64_t table_rows, const RowSparseGradient<float>& gradient,
                          float* accumulator) {
   launch_update(ctx, adagrad_rule(options), RowIndex{gradient.rows, gradient.dim}, table,
-                gradient.values, accumulator, nullptr, gradient.num_rows * gradient.dim);
+                gradient.values, accumulator, nullptr, gradient.num_rows * gradient.dim,
+                gradient.skip);
 }
 
 }  // namespace drgrad::kernels::cuda

@@ -268,7 +268,7 @@ TEST_CASE("CUDA multi-tensor update matches the CPU twin, and the skip flag hold
     const auto host_table = kernels::make_dense_update_table<float>(Device::cpu(), host_segments);
     const auto device_table =
         kernels::make_dense_update_table<float>(Device::cuda(0), device_segments);
-    DeviceBuffer<int> skip(std::vector<int>{1});
+    DeviceBuffer<std::int64_t> skip(std::vector<std::int64_t>{1});
     kernels::fused_dense_update<float>(ctx, rule_of(kind, 1), device_table, skip.data());
     for (std::size_t p = 0; p < kSizes.size(); ++p) {
       CHECK(host.device_weights[p].download() == host.weights[p]);  // skipped: untouched

@@ -132,14 +132,14 @@ TEST_CASE("fused dense update: table offsets and the skip flag", "[optimizer][fu
   CHECK(table.host()[2].offset == 5);
   CHECK(table.data() == table.host().data());  // on the CPU the kernel reads the host copy
   const auto before = group;
-  const int skip = 1;
+  const std::int64_t skip = 1;
   kernels::fused_dense_update<float>(Context::cpu(), rule_of(UpdateKind::kAdam, 1), table, &skip);
   for (std::size_t i = 0; i < group.size(); ++i) {
     CHECK(group[i].weights == before[i].weights);
     CHECK(group[i].state_a == before[i].state_a);
     CHECK(group[i].state_b == before[i].state_b);
   }
-  const int go = 0;
+  const std::int64_t go = 0;
   kernels::fused_dense_update<float>(Context::cpu(), rule_of(UpdateKind::kAdam, 1), table, &go);
   CHECK(group[0].weights != before[0].weights);
 }
