@@ -18,14 +18,15 @@ Tensor MultiTaskLoss<T>::upload_labels(const io::Batch& batch) const {
 }
 
 template <typename T>
-LossResult MultiTaskLoss<T>::compute(const Tensor& logits, const Tensor& labels,
-                                     Tensor* d_logits) const {
+LossResult MultiTaskLoss<T>::compute(const Tensor& logits, const Tensor& labels, Tensor* d_logits,
+                                     bool copy_losses_to_host) const {
   const std::int64_t batch = logits.dim(0);
   const auto num_tasks = static_cast<std::int64_t>(tasks_.size());
   LossResult result;
   result.predictions = Tensor(logits.shape(), logits.dtype(), logits.device());
   if (d_logits != nullptr) *d_logits = Tensor(logits.shape(), logits.dtype(), logits.device());
-  Tensor sums(Shape{num_tasks}, dtype_of<T>(), logits.device());
+  result.task_loss_sums = Tensor(Shape{num_tasks}, dtype_of<T>(), logits.device());
+  Tensor& sums = result.task_loss_sums;
   result.non_finite_losses = Tensor(Shape{1}, DType::kInt64, logits.device());
   std::vector<kernels::TaskLossSpec> specs(tasks_.size());
   for (std::int64_t k = 0; k < num_tasks; ++k) {
@@ -47,6 +48,7 @@ LossResult MultiTaskLoss<T>::compute(const Tensor& logits, const Tensor& labels,
   arguments.loss_sums = sums.data<T>();
   arguments.non_finite_losses = result.non_finite_losses.data<std::int64_t>();
   kernels::multitask_loss<T>(ctx_, arguments, specs);
+  if (!copy_losses_to_host) return result;
   // The one copy back per step: `tasks` sums.
   const std::vector<T> host_sums = sums.to_vector<T>();
   for (std::int64_t k = 0; k < num_tasks; ++k) {

@@ -12,9 +12,13 @@
 namespace drgrad::engine {
 
 struct LossResult {
-  std::vector<double> task_losses;  // unweighted mean loss of each task
-  double total = 0;                 // sum_k alpha_k * task_losses[k]
-  Tensor predictions;               // [batch, tasks]: probabilities or regression values
+  // Unweighted mean loss of each task and sum_k alpha_k * task_losses[k]; empty and 0 when
+  // compute() was asked not to copy the sums to the host.
+  std::vector<double> task_losses;
+  double total = 0;
+  // [tasks] on the logits' device: each task's unscaled loss sum over the batch (in T).
+  Tensor task_loss_sums;
+  Tensor predictions;  // [batch, tasks]: probabilities or regression values
   // One int64 on the logits' device: how many (sample, task) losses were NaN or infinite. Not
   // copied to the host by compute(); read it only when a task loss is not finite.
   Tensor non_finite_losses;
@@ -29,7 +33,10 @@ class MultiTaskLoss {
   // Uploads the batch's labels ([batch, num_labels] float) to the device once per batch.
   Tensor upload_labels(const io::Batch& batch) const;
   // logits: [batch, tasks]. Writes dL/dlogits into d_logits (allocated here) unless it is null.
-  LossResult compute(const Tensor& logits, const Tensor& labels, Tensor* d_logits) const;
+  // With copy_losses_to_host (one small copy that waits for the device) task_losses and total are
+  // filled in; without, the sums stay in task_loss_sums for the caller to fetch when it likes.
+  LossResult compute(const Tensor& logits, const Tensor& labels, Tensor* d_logits,
+                     bool copy_losses_to_host = true) const;
 
   const std::vector<TaskSpec>& tasks() const { return tasks_; }
 

@@ -156,7 +156,7 @@ void DrgradStrategy::run_router(MultiTaskModel<float>& model, Optimizer<float>* 
   if (optimizer != nullptr) {
     const kernels::UpdateRule update = optimizer->next_dense_rule();
     kernels::router_apply<float>(ctx, apply_table_, rule_.num_aux, &update,
-                                 /*write_gradients=*/false, workspace_);
+                                 /*write_gradients=*/false, workspace_, optimizer->skip_flag());
     ParameterStore& store = model.parameters();
     for (const std::string& group : aux_groups_) {
       for (const Parameter* p : store.group(group)) optimizer->skip_in_next_step(*p);

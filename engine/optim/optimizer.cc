@@ -127,7 +127,8 @@ void Optimizer<T>::step(ParameterStore& store) {
     dense_segments_ = segments;
     dense_table_ = kernels::make_dense_update_table<T>(store.device(), std::move(segments));
   }
-  kernels::fused_dense_update<T>(ctx, rule_for(steps_, spec_.learning_rate), dense_table_);
+  kernels::fused_dense_update<T>(ctx, rule_for(steps_, spec_.learning_rate), dense_table_,
+                                 skip_flag_);
 
   // Embedding tables: the touched rows, one pass per table.
   const double embedding_rate =
@@ -144,6 +145,7 @@ void Optimizer<T>::step(ParameterStore& store) {
     rows.values = parameter.gradient.template data<T>();
     rows.num_rows = static_cast<std::int64_t>(parameter.touched_rows.size());
     rows.dim = parameter.value.dim(1);
+    rows.skip = skip_flag_;
     const std::int64_t table_rows = parameter.value.dim(0);
     const auto [state_a, state_b] = state_arrays(parameter);
     switch (spec_.kind) {

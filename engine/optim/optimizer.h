@@ -51,6 +51,13 @@ class Optimizer {
   // and the mark that the parameter has had its update for the next step(), which then leaves
   // it alone (once).
   void skip_in_next_step(const Parameter& parameter) { skip_next_.insert(&parameter); }
+  // A count in the parameters' device memory (or null) that every later update reads: when it is
+  // non-zero as the update runs, the update writes nothing (weights and state stay as they were).
+  // The trainer sets the loss's count of non-finite sample losses here, so that a bad batch is
+  // refused on the device without the host reading anything. Passes that update parameters for
+  // the optimizer (DRGrad's routed tower update) must honour skip_flag() too.
+  void set_skip_flag(const std::int64_t* flag) { skip_flag_ = flag; }
+  const std::int64_t* skip_flag() const { return skip_flag_; }
   std::int64_t steps_taken() const { return steps_; }
   void set_steps_taken(std::int64_t steps) { steps_ = steps; }
 
@@ -64,6 +71,7 @@ class Optimizer {
   std::int64_t steps_ = 0;
   std::map<std::string, Tensor> state_;
   std::set<const Parameter*> skip_next_;
+  const std::int64_t* skip_flag_ = nullptr;
   // The dense segments of the last step and their table (device copy on CUDA).
   std::vector<kernels::DenseUpdateSegment<T>> dense_segments_;
   kernels::DenseUpdateTable<T> dense_table_;

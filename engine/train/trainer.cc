@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <utility>
 
 #include "engine/core/log.h"
 #include "engine/metrics/evaluation_accumulator.h"
@@ -47,12 +48,15 @@ Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spe
                  std::unique_ptr<BatchStream> eval_data)
     : model_spec_(model_spec),
       options_(options),
-      ctx_{options.device, nullptr, options.matmul_precision},
+      stream_(options.device),
+      ctx_{options.device, stream_.get(), options.matmul_precision},
       model_(model_spec, ctx_, options.seed),
       optimizer_(optimizer_spec, model_.parameters()),
       loss_(model_spec.tasks, ctx_),
       train_data_(std::move(train_data)),
-      eval_data_(std::move(eval_data)) {
+      eval_data_(std::move(eval_data)),
+      loss_sums_readback_(options.device, model_spec.tasks.size() * sizeof(float)),
+      non_finite_readback_(options.device, sizeof(std::int64_t)) {
   if (!train_data_) throw std::invalid_argument("the trainer needs training data");
   kernels::set_cpu_blas_threads(options_.cpu_threads);
   if (options_.device.is_cpu() && options_.matmul_precision != kernels::MatmulPrecision::kFp32) {
@@ -72,29 +76,28 @@ Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spe
   }
 }
 
-std::vector<double> Trainer::train_step(const io::Batch& batch) {
+void Trainer::issue_step(const io::Batch& batch) {
   model_.parameters().zero_gradients();
   const Tensor logits = model_.forward(batch);
   const Tensor labels = loss_.upload_labels(batch);
   Tensor d_logits;
-  const LossResult result = loss_.compute(logits, labels, &d_logits);
-  for (std::size_t k = 0; k < result.task_losses.size(); ++k) {
-    if (!std::isfinite(result.task_losses[k])) {
-      const std::int64_t non_finite = result.non_finite_losses.to_vector<std::int64_t>()[0];
-      throw TrainingError(
-          "the loss of task '" + model_spec_.tasks[k].name + "' became " +
-          std::to_string(result.task_losses[k]) + " at step " + std::to_string(step_ + 1) + " (" +
-          std::to_string(non_finite) + " of " +
-          std::to_string(batch.size * static_cast<std::int64_t>(result.task_losses.size())) +
-          " sample losses of the batch were not finite)" +
-          "; no update was applied and no checkpoint written. Lower "
-          "optimizer.learning_rate, check the data for NaN or huge values, or "
-          "resume from the last checkpoint");
-    }
-  }
+  const LossResult result = loss_.compute(logits, labels, &d_logits, /*copy_losses_to_host=*/false);
+  // The sums and the count leave for the host right behind the loss kernel, while the host goes
+  // on issuing the backward pass and the updates (on the CPU the copies are done at once).
+  loss_sums_readback_.start(result.task_loss_sums.data<float>(), result.task_loss_sums.bytes());
+  non_finite_readback_.start(result.non_finite_losses.data<std::int64_t>(), sizeof(std::int64_t));
+  pending_step_ = step_ + 1;
+  pending_batch_size_ = batch.size;
+  // Every update of this step reads the count of non-finite sample losses on the device and
+  // writes nothing when it is not zero: a bad batch is refused without the host looking.
+  struct SkipFlagScope {
+    Optimizer<float>& optimizer;
+    ~SkipFlagScope() { optimizer.set_skip_flag(nullptr); }
+  } skip_scope{optimizer_};
+  optimizer_.set_skip_flag(result.non_finite_losses.data<std::int64_t>());
   if (strategy_ && strategy_->needs_per_task_gradients()) {
-    model_.backward_per_task(d_logits, strategy_->needs_task_gram() ? TaskGram::kDuringBackward
-                                                                    : TaskGram::kNone);
+    model_.backward_per_task(
+        d_logits, strategy_->needs_task_gram() ? TaskGram::kDuringBackward : TaskGram::kNone);
   } else {
     model_.backward(d_logits);
   }
@@ -104,10 +107,59 @@ std::vector<double> Trainer::train_step(const io::Batch& batch) {
     optimizer_.step(model_.parameters());
   }
   ++step_;
-  return result.task_losses;
+}
+
+bool Trainer::pending_losses_ready() const {
+  return loss_sums_readback_.ready() && non_finite_readback_.ready();
+}
+
+std::optional<std::vector<double>> Trainer::take_pending_losses() {
+  if (pending_step_ == 0) return std::nullopt;
+  const auto* sums = static_cast<const float*>(loss_sums_readback_.wait());
+  const std::int64_t non_finite = *static_cast<const std::int64_t*>(non_finite_readback_.wait());
+  const std::int64_t step = std::exchange(pending_step_, 0);
+  const std::size_t num_tasks = model_spec_.tasks.size();
+  std::vector<double> losses(num_tasks);
+  for (std::size_t k = 0; k < num_tasks; ++k) {
+    losses[k] = static_cast<double>(sums[k]) / static_cast<double>(pending_batch_size_);
+  }
+  std::size_t bad = 0;
+  while (bad < num_tasks && std::isfinite(losses[bad])) ++bad;
+  if (bad == num_tasks && non_finite == 0) return losses;
+  // Sample losses are never negative, so a non-finite one makes its task's sum non-finite too and
+  // `bad` names a task whenever the count is not zero.
+  std::string what = "the loss of task '" + model_spec_.tasks[std::min(bad, num_tasks - 1)].name +
+                     "' became " + std::to_string(losses[std::min(bad, num_tasks - 1)]) +
+                     " at step " + std::to_string(step);
+  if (non_finite > 0) {
+    // Nothing changed on the device; the host's counts go back to before the step as well.
+    step_ = step - 1;
+    optimizer_.set_steps_taken(optimizer_.steps_taken() - 1);
+    what += " (" + std::to_string(non_finite) + " of " +
+            std::to_string(pending_batch_size_ * static_cast<std::int64_t>(num_tasks)) +
+            " sample losses of the batch were not finite); the update of step " +
+            std::to_string(step) +
+            " was refused on the device, so no update was applied and no checkpoint written";
+  } else {
+    // Every sample loss was finite, so the device applied the update; only the float sum of the
+    // batch overflowed.
+    what += " (every sample loss was finite but their sum overflowed; the update of step " +
+            std::to_string(step) + " was applied, and no checkpoint was written after it)";
+  }
+  throw TrainingError(what +
+                      ". Lower optimizer.learning_rate, check the data for NaN or huge values, or "
+                      "resume from the last checkpoint");
+}
+
+std::vector<double> Trainer::train_step(const io::Batch& batch) {
+  const kernels::CurrentStreamGuard stream_guard(ctx_.device, stream_.get());
+  take_pending_losses();  // a step fit() left unjudged is judged before the next one
+  issue_step(batch);
+  return *take_pending_losses();
 }
 
 Evaluation Trainer::fit() {
+  const kernels::CurrentStreamGuard stream_guard(ctx_.device, stream_.get());
   const bool terminal = options_.show_progress && isatty(STDERR_FILENO);
   const std::int64_t total = total_steps_;
   const auto start = std::chrono::steady_clock::now();
@@ -115,6 +167,15 @@ Evaluation Trainer::fit() {
   std::int64_t window_samples = 0, total_samples = 0;
   std::vector<double> window_loss(model_spec_.tasks.size(), 0.0);
   std::int64_t window_steps = 0;
+  // A step's losses reach the host while later work is issued; they are looked at (and a bad one
+  // stops training) before the next step is issued, and before a progress line, an evaluation, a
+  // checkpoint or the end. On the CPU they are there at once.
+  auto take_losses = [&] {
+    if (const auto losses = take_pending_losses()) {
+      for (std::size_t k = 0; k < losses->size(); ++k) window_loss[k] += (*losses)[k];
+      ++window_steps;
+    }
+  };
   while (total <= 0 || step_ < total) {
     std::optional<io::Batch> batch = train_data_->next();
     if (!batch) {
@@ -123,15 +184,16 @@ Evaluation Trainer::fit() {
       train_data_->start_epoch(epoch_);
       continue;
     }
-    const auto losses = train_step(*batch);
-    for (std::size_t k = 0; k < losses.size(); ++k) window_loss[k] += losses[k];
-    ++window_steps;
+    take_losses();
+    issue_step(*batch);
+    if (pending_losses_ready()) take_losses();
     window_samples += batch->size;
     total_samples += batch->size;
     const auto now = std::chrono::steady_clock::now();
     const double window_seconds = std::chrono::duration<double>(now - window_start).count();
     const bool log_now = options_.log_every > 0 && step_ % options_.log_every == 0;
     if (options_.show_progress && (terminal ? window_seconds > 0.2 : log_now)) {
+      take_losses();
       const double rate = window_samples / std::max(window_seconds, 1e-9);
       const double elapsed = std::chrono::duration<double>(now - start).count();
       const double eta = total > 0 ? elapsed / std::max<std::int64_t>(1, total_samples) *
@@ -160,6 +222,7 @@ Evaluation Trainer::fit() {
     }
     if (options_.eval_every > 0 && step_ % options_.eval_every == 0 && eval_data_ &&
         (total <= 0 || step_ < total)) {
+      take_losses();
       if (terminal) std::fprintf(stderr, "\r\033[K");
       const Evaluation evaluation = evaluate();
       record_evaluation(evaluation);
@@ -174,9 +237,11 @@ Evaluation Trainer::fit() {
     }
     if (options_.checkpoint_every > 0 && step_ % options_.checkpoint_every == 0 &&
         options_.save_checkpoints && !options_.run_dir.empty()) {
+      take_losses();
       save_run_checkpoint();
     }
   }
+  take_losses();
   if (terminal) std::fprintf(stderr, "\r\033[K");
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -191,6 +256,7 @@ Evaluation Trainer::fit() {
 }
 
 Evaluation Trainer::evaluate() {
+  const kernels::CurrentStreamGuard stream_guard(ctx_.device, stream_.get());
   const auto start = std::chrono::steady_clock::now();
   Evaluation evaluation;
   evaluation.step = step_;
@@ -262,6 +328,7 @@ std::string Trainer::model_signature() const {
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {
+  const kernels::CurrentStreamGuard stream_guard(ctx_.device, stream_.get());
   CheckpointState state;
   state.step = step_;
   state.epoch = epoch_;
@@ -279,6 +346,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
 }
 
 void Trainer::restore_checkpoint(const std::string& path) {
+  const kernels::CurrentStreamGuard stream_guard(ctx_.device, stream_.get());
   const CheckpointState state = read_checkpoint(path);
   if (state.model_signature != model_signature()) {
     throw CheckpointError("checkpoint " + path +

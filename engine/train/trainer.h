@@ -1,12 +1,14 @@
 // The training loop: batches from a BatchStream, forward, multi-task loss, backward, optimizer
 // step; evaluation every N steps and at the end; atomic checkpoints and exact resume; progress
-// on the terminal (or plain lines in logs). Deterministic for a given seed on the CPU.
+// on the terminal (or plain lines in logs). Deterministic for a given seed on the CPU. On CUDA the
+// trainer works on a stream of its own and does not wait for the device's losses inside a step.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "engine/multitask/strategy.h"
 #include "engine/optim/optimizer.h"
 #include "engine/train/batch_stream.h"
+#include "kernels/core/stream.h"
 
 namespace drgrad::engine {
 
@@ -76,7 +79,10 @@ class Trainer {
     strategy_ = std::move(strategy);
   }
 
-  // One optimisation step on `batch`; returns the per-task mean losses.
+  // One optimisation step on `batch`; waits for its losses and returns the per-task mean losses.
+  // Throws TrainingError when one is not finite: the device then refused the step's update (no
+  // parameter or optimizer state changed) and the step and optimizer counts stay as before it.
+  // fit() does not wait like this: it looks at a step's losses when it next needs them.
   std::vector<double> train_step(const io::Batch& batch);
 
   void save_checkpoint(const std::string& path) const;
@@ -89,12 +95,17 @@ class Trainer {
   std::int64_t step() const { return step_; }
   std::int64_t total_steps() const { return total_steps_; }
   MultiTaskModel<float>& model() { return model_; }
+  const Optimizer<float>& optimizer() const { return optimizer_; }
   const std::vector<Evaluation>& history() const { return history_; }
   double samples_per_second() const { return samples_per_second_; }
 
  private:
   ModelSpec model_spec_;
   TrainingOptions options_;
+  // CUDA: the trainer's own stream, current on the calling thread while a public method runs and
+  // the stream of ctx_. Declared before everything that holds device memory, so that it outlives
+  // it. On the CPU it holds nothing.
+  kernels::Stream stream_;
   kernels::Context ctx_;
   MultiTaskModel<float> model_;
   Optimizer<float> optimizer_;
@@ -107,6 +118,22 @@ class Trainer {
   std::int64_t total_steps_ = 0;
   double samples_per_second_ = 0;
   std::vector<Evaluation> history_;
+  // The per-task loss sums and the count of non-finite sample losses of the last issued step, on
+  // their way to the host (page-locked buffers on CUDA), and which step and batch size they are.
+  kernels::HostReadback loss_sums_readback_;
+  kernels::HostReadback non_finite_readback_;
+  std::int64_t pending_step_ = 0;  // 0: no step's losses are waiting to be looked at
+  std::int64_t pending_batch_size_ = 0;
+
+  // Issues one step without waiting for the device: forward, loss (its sums start towards the
+  // host), backward, and updates that the device skips when the loss counted a non-finite
+  // sample loss.
+  void issue_step(const io::Batch& batch);
+  // The mean losses of the pending step (waiting for them if needed), or nothing when none is
+  // pending. Throws TrainingError when one is not finite, after putting the step and optimizer
+  // counts back to before the refused step.
+  std::optional<std::vector<double>> take_pending_losses();
+  bool pending_losses_ready() const;
 
   std::string model_signature() const;
   void record_evaluation(const Evaluation& evaluation);

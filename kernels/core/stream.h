@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <utility>
 
 #include "kernels/core/device.h"
 
@@ -75,6 +76,12 @@ class HostReadback {
   ~HostReadback();
   HostReadback(const HostReadback&) = delete;
   HostReadback& operator=(const HostReadback&) = delete;
+  HostReadback(HostReadback&& other) noexcept { swap(other); }
+  HostReadback& operator=(HostReadback&& other) noexcept {
+    HostReadback moved(std::move(other));
+    swap(moved);
+    return *this;
+  }
 
   // Issues the copy of `bytes` (at most the capacity; std::invalid_argument beyond it) from
   // `source` (on the device) on `stream` (nullptr: the current stream) and marks its end.
@@ -89,6 +96,13 @@ class HostReadback {
   std::size_t capacity() const { return capacity_; }
 
  private:
+  void swap(HostReadback& other) noexcept {
+    std::swap(device_, other.device_);
+    std::swap(capacity_, other.capacity_);
+    std::swap(host_, other.host_);
+    std::swap(event_, other.event_);
+    std::swap(pending_, other.pending_);
+  }
   Device device_;
   std::size_t capacity_ = 0;
   void* host_ = nullptr;   // page-locked on CUDA, ordinary memory on the CPU

@@ -1,12 +1,16 @@
 // Trainer behaviour: determinism, exact resume from a checkpoint, refusal of damaged checkpoints,
-// and a clear stop on a NaN loss without writing a checkpoint.
+// and a clear stop on a NaN loss without writing a checkpoint or changing any parameter.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "engine/multitask/drgrad_strategy.h"
+#include "engine/multitask/surgery_strategy.h"
 #include "engine/train/checkpoint.h"
 #include "engine/train/trainer.h"
 #include "io/generators/mmoe_generator.h"
@@ -224,4 +228,59 @@ TEST_CASE("DRGrad runs resume exactly, mixing weights and router state included"
   CHECK(parameters_of(resumed) == parameters_of(uninterrupted));
   CHECK(resumed.model().mu_own() == uninterrupted.model().mu_own());
   CHECK(uninterrupted.model().mu_own() != 0.5);
+}
+
+namespace {
+// Every parameter and optimizer state tensor, by name, on the host.
+std::map<std::string, std::vector<float>> training_state_of(Trainer& trainer) {
+  std::map<std::string, std::vector<float>> state;
+  for (const auto& parameter : trainer.model().parameters().all()) {
+    state["param/" + parameter->name] = parameter->value.to_vector<float>();
+  }
+  for (const auto& [name, tensor] : trainer.optimizer().state()) {
+    state["optim/" + name] = tensor.to_vector<float>();
+  }
+  return state;
+}
+}  // namespace
+
+TEST_CASE("a NaN batch is refused on the device: parameters and optimizer state stay as before",
+          "[trainer][nan]") {
+  Scenario scenario;
+  const std::string strategy = GENERATE(std::string("none"), std::string("drgrad"),
+                                        std::string("pcgrad"), std::string("cagrad"));
+  CAPTURE(strategy);
+  scenario.model.split.enabled = strategy == "drgrad";  // the surgery runs on plain backbones
+  Trainer trainer = scenario.make(scenario.options);
+  if (strategy == "drgrad") {
+    trainer.set_strategy(std::make_unique<DrgradStrategy>(DrgradSettings{}, trainer.model()));
+  } else if (strategy != "none") {
+    GradientSurgeryOptions surgery;
+    surgery.method = strategy == "pcgrad" ? SurgeryMethod::kPcgrad : SurgeryMethod::kCagrad;
+    trainer.set_strategy(std::make_unique<SurgeryStrategy>(trainer.model().context(), surgery));
+  }
+  InMemoryBatchStream stream(scenario.train.schema, scenario.train.batch, 32, false, 5);
+  for (int step = 0; step < 3; ++step) {
+    const auto losses = trainer.train_step(*stream.next());
+    for (const double loss : losses) CHECK(std::isfinite(loss));
+  }
+  const auto before = training_state_of(trainer);
+  const std::int64_t optimizer_steps = trainer.optimizer().steps_taken();
+  io::Batch bad = *stream.next();
+  bad.labels[3] = std::nanf("");  // one sample's first label: one non-finite sample loss
+  CHECK_THROWS_WITH(trainer.train_step(bad), Catch::Contains("became nan at step 4") &&
+                                                 Catch::Contains("1 of 64 sample losses") &&
+                                                 Catch::Contains("refused on the device"));
+  CHECK(trainer.step() == 3);
+  CHECK(trainer.optimizer().steps_taken() == optimizer_steps);
+  const auto after = training_state_of(trainer);
+  REQUIRE(after.size() == before.size());
+  for (const auto& [name, values] : before) {
+    CAPTURE(name);
+    CHECK(after.at(name) == values);
+  }
+  // The refused step leaves the trainer able to go on with good data.
+  const auto losses = trainer.train_step(*stream.next());
+  for (const double loss : losses) CHECK(std::isfinite(loss));
+  CHECK(trainer.step() == 4);
 }
