@@ -67,14 +67,16 @@ void embedding_bag_backward_atomic(const T* d_out, std::int64_t out_stride, std:
                                    std::int64_t num_ids, std::int64_t gradient_rows,
                                    T* row_gradients) {
   std::fill(row_gradients, row_gradients + gradient_rows * dim, T(0));
-  // Positions in increasing order: each row receives its occurrences in the order the
-  // deterministic backward adds them.
-  for (std::int64_t p = 0; p < num_ids; ++p) {
-    const std::int64_t b = embedding_math::segment_of(offsets, batch, p);
+  // Positions in increasing order (bag by bag): each row receives its occurrences in the order
+  // the deterministic backward adds them. The CUDA kernel finds a position's bag by
+  // embedding_math::segment_of instead; both give the same bag.
+  for (std::int64_t b = 0; b < batch; ++b) {
     const T scale = embedding_math::bag_gradient_scale<T>(pooling, offsets[b + 1] - offsets[b]);
     const T* upstream = d_out + b * out_stride;
-    T* gradient = row_gradients + distinct_index_of_position[p] * dim;
-    for (std::int64_t j = 0; j < dim; ++j) gradient[j] += scale * upstream[j];
+    for (std::int64_t p = offsets[b]; p < offsets[b + 1] && p < num_ids; ++p) {
+      T* gradient = row_gradients + distinct_index_of_position[p] * dim;
+      for (std::int64_t j = 0; j < dim; ++j) gradient[j] += scale * upstream[j];
+    }
   }
 }
 
