@@ -150,13 +150,16 @@ void DrgradStrategy::run_router(MultiTaskModel<float>& model, Optimizer<float>* 
   refresh_tables(model, optimizer);
   // (a) every inner product in one pass, (b) the coefficients: both stay in device memory.
   kernels::router_products<float>(ctx, product_table_, rule_.num_aux, workspace_);
-  kernels::router_coefficients(ctx, rule_, workspace_);
+  // In a training step every pass that changes the router's state reads the optimizer's skip
+  // flag (a refused step changes nothing); outside one there is none.
+  const std::int64_t* skip = optimizer != nullptr ? optimizer->skip_flag() : nullptr;
+  kernels::router_coefficients(ctx, rule_, workspace_, skip);
   // (c) route; in a training step, update the towers in the same pass and let the optimizer do
   // the rest, else write the routed gradients back for the optimizer to read.
   if (optimizer != nullptr) {
     const kernels::UpdateRule update = optimizer->next_dense_rule();
     kernels::router_apply<float>(ctx, apply_table_, rule_.num_aux, &update,
-                                 /*write_gradients=*/false, workspace_, optimizer->skip_flag());
+                                 /*write_gradients=*/false, workspace_, skip);
     ParameterStore& store = model.parameters();
     for (const std::string& group : aux_groups_) {
       for (const Parameter* p : store.group(group)) optimizer->skip_in_next_step(*p);
@@ -173,7 +176,7 @@ void DrgradStrategy::run_router(MultiTaskModel<float>& model, Optimizer<float>* 
                                  /*write_gradients=*/true, workspace_);
   }
   // (d) the updater, on the device.
-  kernels::router_update_mixing(ctx, settings_.rho, workspace_);
+  kernels::router_update_mixing(ctx, settings_.rho, workspace_, skip);
   // The one host read of the step: the model's forward pass takes the mixing weights as host
   // scalars, so their 16 bytes come back here (a synchronisation on a CUDA device).
   double mu_own = 0.5, mu_shared = 0.5;

@@ -187,7 +187,8 @@ void router_products(const RouterProductSegment<T>* segments, std::int64_t num_s
   for (int p = 0; p < kRouterMaxProducts; ++p) state->products[p] = p < count ? totals[p] : 0.0;
 }
 
-void router_coefficients(const RouterRule& rule, RouterState* state) {
+void router_coefficients(const RouterRule& rule, RouterState* state, const std::int64_t* skip) {
+  if (skip != nullptr && *skip != 0) return;
   compute_router_coefficient_values(state->products, rule, &state->coefficients);
   for (int k = 0; k < rule.num_aux; ++k) ++state->case_counts[state->coefficients.sign_case[k]];
 }
@@ -232,7 +233,8 @@ void router_apply(const RouterApplySegment<T>* segments, std::int64_t num_segmen
   state->final_shared_norm2 = shared_norm2;
 }
 
-void router_update_mixing(double rho, RouterState* state) {
+void router_update_mixing(double rho, RouterState* state, const std::int64_t* skip) {
+  if (skip != nullptr && *skip != 0) return;
   mixing_accumulate(rho, std::sqrt(state->final_own_norm2), std::sqrt(state->final_shared_norm2),
                     &state->sigma_own, &state->sigma_shared);
   mixing_softmax(state->sigma_own, state->sigma_shared, &state->mu_own, &state->mu_shared);
@@ -270,16 +272,17 @@ void router_products(const Context& ctx, const RouterProductTable<T>& table, int
   cpu::router_products(table.data(), table.size(), num_aux, workspace.state());
 }
 
-void router_coefficients(const Context& ctx, const RouterRule& rule, RouterWorkspace& workspace) {
+void router_coefficients(const Context& ctx, const RouterRule& rule, RouterWorkspace& workspace,
+                         const std::int64_t* skip) {
   const char* op = "router_coefficients";
   check_num_aux(op, rule.num_aux);
   require(rule.gamma > 0, op, "gamma " + std::to_string(rule.gamma) + " must be positive");
   check_workspace(op, workspace, ctx);
   if (ctx.device.is_cuda()) {
-    DRGRAD_CUDA_TWIN(cuda::router_coefficients(ctx, rule, workspace.state()));
+    DRGRAD_CUDA_TWIN(cuda::router_coefficients(ctx, rule, workspace.state(), skip));
     return;
   }
-  cpu::router_coefficients(rule, workspace.state());
+  cpu::router_coefficients(rule, workspace.state(), skip);
 }
 
 template <typename T>
@@ -314,15 +317,16 @@ void router_apply(const Context& ctx, const RouterApplyTable<T>& table, int num_
                     skip);
 }
 
-void router_update_mixing(const Context& ctx, double rho, RouterWorkspace& workspace) {
+void router_update_mixing(const Context& ctx, double rho, RouterWorkspace& workspace,
+                          const std::int64_t* skip) {
   const char* op = "router_update_mixing";
   require(rho >= 0 && rho <= 1, op, "rho " + std::to_string(rho) + " must be in [0, 1]");
   check_workspace(op, workspace, ctx);
   if (ctx.device.is_cuda()) {
-    DRGRAD_CUDA_TWIN(cuda::router_update_mixing(ctx, rho, workspace.state()));
+    DRGRAD_CUDA_TWIN(cuda::router_update_mixing(ctx, rho, workspace.state(), skip));
     return;
   }
-  cpu::router_update_mixing(rho, workspace.state());
+  cpu::router_update_mixing(rho, workspace.state(), skip);
 }
 
 #define DRGRAD_INSTANTIATE_ROUTER(T)                                                           \

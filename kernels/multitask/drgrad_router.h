@@ -125,8 +125,10 @@ void router_products(const Context& ctx, const RouterProductTable<T>& table, int
                      RouterWorkspace& workspace);
 
 // (b) state.coefficients from state.products, and case_counts[sign case of each pair] += 1.
-// Checks the rule first (num_aux in 1 .. kRouterMaxAuxiliaryTowers, gamma > 0).
-void router_coefficients(const Context& ctx, const RouterRule& rule, RouterWorkspace& workspace);
+// Checks the rule first (num_aux in 1 .. kRouterMaxAuxiliaryTowers, gamma > 0). skip as for
+// router_apply: non-zero leaves the coefficients and case counts as they were.
+void router_coefficients(const Context& ctx, const RouterRule& rule, RouterWorkspace& workspace,
+                         const std::int64_t* skip = nullptr);
 
 // (c) For every element of every segment, from the unmodified gradients and state.coefficients:
 //   routed positions:  g1'  += c.own_from_shared g1'' + sum_k c.own_from_aux[k] g_k
@@ -146,31 +148,36 @@ void router_apply(const Context& ctx, const RouterApplyTable<T>& table, int num_
                   const UpdateRule* update, bool write_gradients, RouterWorkspace& workspace,
                   const std::int64_t* skip = nullptr);
 
-// (d) sigma <- rho sigma + sqrt(final norm2) for T1' and T1''; mu = softmax(sigma).
-void router_update_mixing(const Context& ctx, double rho, RouterWorkspace& workspace);
+// (d) sigma <- rho sigma + sqrt(final norm2) for T1' and T1''; mu = softmax(sigma). skip as for
+// router_apply: non-zero leaves sigma and mu as they were (a refused step teaches the updater
+// nothing).
+void router_update_mixing(const Context& ctx, double rho, RouterWorkspace& workspace,
+                          const std::int64_t* skip = nullptr);
 
 namespace cpu {
 template <typename T>
 void router_products(const RouterProductSegment<T>* segments, std::int64_t num_segments,
                      int num_aux, RouterState* state);
-void router_coefficients(const RouterRule& rule, RouterState* state);
+void router_coefficients(const RouterRule& rule, RouterState* state, const std::int64_t* skip);
 template <typename T>
 void router_apply(const RouterApplySegment<T>* segments, std::int64_t num_segments, int num_aux,
                   const UpdateRule* update, bool write_gradients, RouterState* state,
                   const std::int64_t* skip);
-void router_update_mixing(double rho, RouterState* state);
+void router_update_mixing(double rho, RouterState* state, const std::int64_t* skip);
 }  // namespace cpu
 
 namespace cuda {
 void router_products(const Context& ctx, const RouterProductSegment<float>* segments,
                      std::int64_t num_segments, std::int64_t total_elements, int num_aux,
                      RouterState* state, double* partials);
-void router_coefficients(const Context& ctx, const RouterRule& rule, RouterState* state);
+void router_coefficients(const Context& ctx, const RouterRule& rule, RouterState* state,
+                         const std::int64_t* skip);
 void router_apply(const Context& ctx, const RouterApplySegment<float>* segments,
                   std::int64_t num_segments, int num_aux, const UpdateRule* update,
                   bool write_gradients, RouterState* state, double* partials,
                   const std::int64_t* skip);
-void router_update_mixing(const Context& ctx, double rho, RouterState* state);
+void router_update_mixing(const Context& ctx, double rho, RouterState* state,
+                          const std::int64_t* skip);
 }  // namespace cuda
 
 }  // namespace drgrad::kernels

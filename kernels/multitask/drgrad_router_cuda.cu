@@ -88,8 +88,10 @@ __global__ void router_products_total_kernel(const double* partials, int count,
 }
 
 // Pass (b): one thread, the shared rule.
-__global__ void router_coefficients_kernel(RouterRule rule, RouterState* state) {
+__global__ void router_coefficients_kernel(RouterRule rule, RouterState* state,
+                                           const std::int64_t* skip) {
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  if (skip != nullptr && *skip != 0) return;
   compute_router_coefficient_values(state->products, rule, &state->coefficients);
   for (int k = 0; k < rule.num_aux; ++k) ++state->case_counts[state->coefficients.sign_case[k]];
 }
@@ -177,8 +179,10 @@ __global__ void router_norms_total_kernel(const double* partials, RouterState* s
 }
 
 // Pass (d): one thread, the shared updater arithmetic.
-__global__ void router_update_mixing_kernel(double rho, RouterState* state) {
+__global__ void router_update_mixing_kernel(double rho, RouterState* state,
+                                            const std::int64_t* skip) {
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  if (skip != nullptr && *skip != 0) return;
   mixing_accumulate(rho, sqrt(state->final_own_norm2), sqrt(state->final_shared_norm2),
                     &state->sigma_own, &state->sigma_shared);
   mixing_softmax(state->sigma_own, state->sigma_shared, &state->mu_own, &state->mu_shared);
@@ -219,8 +223,9 @@ void router_products(const Context& ctx, const RouterProductSegment<float>* segm
   DRGRAD_CUDA_CHECK_LAUNCH(router_products_total_kernel);
 }
 
-void router_coefficients(const Context& ctx, const RouterRule& rule, RouterState* state) {
-  router_coefficients_kernel<<<1, 1, 0, stream_of(ctx)>>>(rule, state);
+void router_coefficients(const Context& ctx, const RouterRule& rule, RouterState* state,
+                         const std::int64_t* skip) {
+  router_coefficients_kernel<<<1, 1, 0, stream_of(ctx)>>>(rule, state, skip);
   DRGRAD_CUDA_CHECK_LAUNCH(router_coefficients_kernel);
 }
 
@@ -241,8 +246,9 @@ void router_apply(const Context& ctx, const RouterApplySegment<float>* segments,
   DRGRAD_CUDA_CHECK_LAUNCH(router_norms_total_kernel);
 }
 
-void router_update_mixing(const Context& ctx, double rho, RouterState* state) {
-  router_update_mixing_kernel<<<1, 1, 0, stream_of(ctx)>>>(rho, state);
+void router_update_mixing(const Context& ctx, double rho, RouterState* state,
+                          const std::int64_t* skip) {
+  router_update_mixing_kernel<<<1, 1, 0, stream_of(ctx)>>>(rho, state, skip);
   DRGRAD_CUDA_CHECK_LAUNCH(router_update_mixing_kernel);
 }
 

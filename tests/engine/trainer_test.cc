@@ -265,6 +265,7 @@ TEST_CASE("a NaN batch is refused on the device: parameters and optimizer state 
     for (const double loss : losses) CHECK(std::isfinite(loss));
   }
   const auto before = training_state_of(trainer);
+  const double mu_own_before = trainer.model().mu_own();  // DRGrad's mixing weight (0.5 else)
   const std::int64_t optimizer_steps = trainer.optimizer().steps_taken();
   io::Batch bad = *stream.next();
   bad.labels[3] = std::nanf("");  // one sample's first label: one non-finite sample loss
@@ -274,6 +275,7 @@ TEST_CASE("a NaN batch is refused on the device: parameters and optimizer state 
   CHECK(trainer.step() == 3);
   CHECK(trainer.optimizer().steps_taken() == optimizer_steps);
   const auto after = training_state_of(trainer);
+  CHECK(trainer.model().mu_own() == mu_own_before);  // the router's updater learnt nothing either
   REQUIRE(after.size() == before.size());
   for (const auto& [name, values] : before) {
     CAPTURE(name);
