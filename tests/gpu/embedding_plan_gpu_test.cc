@@ -2,15 +2,19 @@
 // CUB-built plan equals the CPU twin's entry for entry, the deterministic backward over it equals
 // the CPU backward bit for bit, the device-count variant too, and the atomic backward is within
 // float tolerance. Shapes include the industrial one (8192 samples x 26 ids over 10,000 rows).
+// Engine level: CUDA training with each model.embedding_backward setting.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "engine/train/trainer.h"
+#include "io/generators/mmoe_generator.h"
 #include "kernels/embedding/embedding_bag.h"
 #include "kernels/embedding/embedding_plan.h"
 #include "tests/gpu/kernel_gpu_support.h"
@@ -218,6 +222,74 @@ TEST_CASE("device backward plan repeats bit for bit", "[gpu][embedding]") {
     runs.push_back(plan.occurrence_samples.download());
   }
   CHECK(runs[0] == runs[1]);
+}
+
+}  // namespace drgrad::gpu_test
+
+// Engine level: a short CUDA training run with each model.embedding_backward setting.
+
+namespace drgrad::gpu_test {
+namespace {
+
+std::vector<std::vector<float>> train_on_cuda(engine::EmbeddingBackward backward,
+                                              std::int64_t vocabulary) {
+  io::MmoeGeneratorOptions data;
+  data.num_samples = 512;
+  data.input_dim = 6;
+  data.sparse_slots = 3;
+  data.sparse_vocabulary = vocabulary;
+  const io::GeneratedData train = io::generate_mmoe(data);
+  engine::ModelSpec model;
+  model.num_dense = 6;
+  for (const auto& slot : train.schema.sparse_slots) {
+    engine::EmbeddingSlotSpec spec{slot.name, slot.vocabulary_size, 8, Pooling::kMean,
+                                   engine::OutOfRange::kError};
+    spec.backward = backward;
+    model.slots.push_back(spec);
+  }
+  model.tasks = {{"y1", 0, engine::TaskType::kBinary, 1.0, 1.0},
+                 {"y2", 1, engine::TaskType::kBinary, 1.0, 1.0}};
+  model.backbone = engine::BackboneKind::kMmoe;
+  model.num_experts = 2;
+  model.expert_units = {16};
+  model.tower_units = {8};
+  engine::OptimizerSpec optimizer;
+  optimizer.learning_rate = 0.01;
+  engine::TrainingOptions options;
+  options.batch_size = 64;
+  options.epochs = 2;
+  options.show_progress = false;
+  options.save_checkpoints = false;
+  options.device = kernels::Device::cuda(0);
+  engine::Trainer trainer(
+      model, optimizer, options,
+      std::make_unique<engine::InMemoryBatchStream>(train.schema, train.batch, options.batch_size,
+                                                    true, 3),
+      std::make_unique<engine::InMemoryBatchStream>(train.schema, train.batch, 256, false, 3));
+  trainer.fit();
+  std::vector<std::vector<float>> values;
+  for (const auto& parameter : trainer.model().parameters().all()) {
+    values.push_back(parameter->value.to_vector<float>());
+  }
+  return values;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA training: device_plan gives host_plan's parameters bit for bit, atomic close",
+          "[gpu][embedding][trainer]") {
+  DRGRAD_REQUIRE_GPU();
+  for (const std::int64_t vocabulary : {20, 100000}) {
+    INFO("vocabulary " << vocabulary);
+    const auto host = train_on_cuda(engine::EmbeddingBackward::kHostPlan, vocabulary);
+    const auto device = train_on_cuda(engine::EmbeddingBackward::kDevicePlan, vocabulary);
+    const auto atomic = train_on_cuda(engine::EmbeddingBackward::kFastNondeterministic, vocabulary);
+    CHECK(device == host);
+    REQUIRE(atomic.size() == host.size());
+    for (std::size_t p = 0; p < host.size(); ++p) {
+      check_close(atomic[p], host[p], 1e-4, "parameter " + std::to_string(p) + " (atomic)");
+    }
+  }
 }
 
 }  // namespace drgrad::gpu_test
