@@ -15,8 +15,10 @@
 namespace drgrad::kernels {
 
 // Owns a host copy of the records and, on a CUDA device, a device copy made at construction
-// (a synchronous upload). data() is what a kernel on `device` reads: the host vector's storage
-// on the CPU, the device copy on CUDA. Move-only; the device copy is released with the table.
+// (allocated and uploaded on the current stream, so kernels on that stream, or on streams ordered
+// after it, may read it at once). data() is what a kernel on `device` reads: the host vector's
+// storage on the CPU, the device copy on CUDA. Move-only; the device copy is released with the
+// table.
 template <typename Record>
 class DeviceTable {
   static_assert(std::is_trivially_copyable_v<Record>, "table records are copied byte for byte");
