@@ -13,11 +13,11 @@ namespace {
 
 void check_plan_arguments(std::int64_t batch, std::int64_t num_ids, std::int64_t table_rows,
                           const EmbeddingBackwardPlan& plan) {
-  if (batch < 0 || num_ids < 0 || table_rows < 1) {
-    throw std::invalid_argument("build_embedding_backward_plan: batch " + std::to_string(batch) +
-                                ", num_ids " + std::to_string(num_ids) + ", table_rows " +
-                                std::to_string(table_rows) +
-                                ": need batch >= 0, num_ids >= 0 and table_rows >= 1");
+  if (batch < 0 || num_ids < 0 || table_rows < 1 || (num_ids > 0 && batch == 0)) {
+    throw std::invalid_argument(
+        "build_embedding_backward_plan: batch " + std::to_string(batch) + ", num_ids " +
+        std::to_string(num_ids) + ", table_rows " + std::to_string(table_rows) +
+        ": need batch >= 0, num_ids >= 0, table_rows >= 1 and a batch for any ids");
   }
   if (plan.occurrence_offsets == nullptr || plan.num_distinct == nullptr ||
       (num_ids > 0 && (plan.distinct_rows == nullptr || plan.occurrence_samples == nullptr))) {

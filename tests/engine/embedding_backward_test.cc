@@ -8,12 +8,15 @@
 #include <vector>
 
 #include "engine/config/config.h"
+#include "engine/layers/embedding.h"
 #include "engine/multitask/drgrad_strategy.h"
 #include "engine/train/trainer.h"
 #include "io/generators/mmoe_generator.h"
+#include "tests/support/gradient_check.h"
 
 using namespace drgrad;
 using namespace drgrad::engine;
+using namespace drgrad::testing;
 
 namespace {
 
@@ -126,4 +129,45 @@ TEST_CASE("model.embedding_backward parses, round-trips and reaches every slot",
   }
   CHECK_THROWS_WITH(apply_override(config, "model.embedding_backward=gpu"),
                     Catch::Contains("host_plan") && Catch::Contains("device_plan"));
+}
+
+TEST_CASE("embedding bag gradients and touched rows with every backward setting",
+          "[gradient][layers][embedding]") {
+  for (const auto backward : {EmbeddingBackward::kHostPlan, EmbeddingBackward::kDevicePlan,
+                              EmbeddingBackward::kFastNondeterministic}) {
+    for (const auto pooling : {kernels::Pooling::kSum, kernels::Pooling::kMean}) {
+      ParameterStore store{DType::kFloat64};
+      Random random{7};
+      LayerBuilder builder{store, random, kernels::Context::cpu()};
+      EmbeddingSlotSpec spec{"slot", 10, 3, pooling, OutOfRange::kError};
+      spec.backward = backward;
+      EmbeddingBag<double> bag(builder, spec);
+      // A repeated id, a single id, an empty bag, three ids.
+      const io::SparseColumn column{{4, 4, 7, 1, 0, 9, 4}, {0, 3, 4, 4, 7}};
+      const auto upstream = random_values(random, 4 * 5);
+      const auto forward = [&] {
+        Tensor out = Tensor::zeros({4, 5}, DType::kFloat64);
+        bag.forward(column, 4, out, 1);
+        return out;
+      };
+      check_parameter_gradients(
+          store, [&] { return weighted_sum(forward(), upstream); },
+          [&] {
+            forward();
+            bag.backward(Tensor::from_vector<double>({4, 5}, upstream), 1);
+          },
+          30);
+      CHECK(bag.table().touched_rows == std::vector<std::int64_t>{0, 1, 4, 7, 9});
+      CHECK(bag.table().touched_rows_device.to_vector<std::int64_t>() ==
+            std::vector<std::int64_t>{0, 1, 4, 7, 9});
+
+      // A batch of empty bags touches nothing; the next batch plans afresh.
+      const io::SparseColumn empty{{}, {0, 0, 0}};
+      Tensor out = Tensor::zeros({2, 5}, DType::kFloat64);
+      bag.forward(empty, 2, out, 1);
+      bag.backward(Tensor::zeros({2, 5}, DType::kFloat64), 1);
+      CHECK(bag.table().touched_rows.empty());
+      CHECK(bag.table().gradient.dim(0) == 0);
+    }
+  }
 }
