@@ -3,14 +3,20 @@
 #include "engine/models/multitask_model.h"
 
 #include "engine/multitask/task_gradients.h"
+#include "kernels/core/memory.h"
 #include "kernels/vector/vector_ops.h"
 
 namespace drgrad::engine {
 
 template <typename T>
 MultiTaskModel<T>::MultiTaskModel(const ModelSpec& spec, kernels::Context ctx, std::uint64_t seed)
-    : spec_(spec), ctx_(ctx), store_(dtype_of<T>(), ctx.device), init_random_(seed) {
+    : spec_(spec),
+      ctx_(ctx),
+      store_(dtype_of<T>(), ctx.device),
+      init_random_(seed),
+      mixing_(Shape{2}, DType::kFloat64, ctx.device) {
   spec_.validate();
+  set_mixing(0.5, 0.5);
   LayerBuilder builder{store_, init_random_, ctx_};
   input_ = std::make_unique<FeatureInput<T>>(builder, spec_.num_dense, spec_.slots);
   input_width_ = input_->out_features();
@@ -61,8 +67,23 @@ std::string MultiTaskModel<T>::primary_shared_group() const {
 
 template <typename T>
 void MultiTaskModel<T>::set_mixing(double mu_own, double mu_shared) {
-  mu_own_ = mu_own;
-  mu_shared_ = mu_shared;
+  mixing_.copy_from(Tensor::from_vector<double>({2}, {mu_own, mu_shared}));
+}
+
+template <typename T>
+void MultiTaskModel<T>::copy_mixing_from(const double* mu_own_then_shared) {
+  kernels::copy_bytes(ctx_.device, mixing_.data<double>(), ctx_.device, mu_own_then_shared,
+                      mixing_.bytes());
+}
+
+template <typename T>
+double MultiTaskModel<T>::mu_own() const {
+  return mixing_.to_vector<double>()[0];
+}
+
+template <typename T>
+double MultiTaskModel<T>::mu_shared() const {
+  return mixing_.to_vector<double>()[1];
 }
 
 template <typename T>
@@ -99,9 +120,10 @@ Tensor MultiTaskModel<T>::forward(const io::Batch& batch) {
       // y = mu' T'(v1) + mu'' T''(v_s)
       const Tensor from_shared = primary_shared_tower_->forward(shared);
       Tensor mixed = Tensor::zeros(logit.shape(), logit.dtype(), ctx_.device);
-      kernels::axpy<T>(ctx_, batch_, static_cast<T>(mu_own_), logit.data<T>(), mixed.data<T>());
-      kernels::axpy<T>(ctx_, batch_, static_cast<T>(mu_shared_), from_shared.data<T>(),
-                       mixed.data<T>());
+      const double* mixing = mixing_.data<double>();
+      kernels::axpy_scalar_in_memory<T>(ctx_, batch_, mixing, logit.data<T>(), mixed.data<T>());
+      kernels::axpy_scalar_in_memory<T>(ctx_, batch_, mixing + 1, from_shared.data<T>(),
+                                        mixed.data<T>());
       logit = mixed;
     }
     kernels::copy_rows<T>(ctx_, logit.data<T>(), 1, logits.data<T>() + k, num_tasks, batch_, 1,
@@ -123,9 +145,10 @@ void MultiTaskModel<T>::backward(const Tensor& d_logits) {
     if (primary) {
       Tensor d_own = Tensor::zeros(d_logit.shape(), d_logit.dtype(), ctx_.device);
       Tensor d_from_shared = Tensor::zeros(d_logit.shape(), d_logit.dtype(), ctx_.device);
-      kernels::axpy<T>(ctx_, batch_, static_cast<T>(mu_own_), d_logit.data<T>(), d_own.data<T>());
-      kernels::axpy<T>(ctx_, batch_, static_cast<T>(mu_shared_), d_logit.data<T>(),
-                       d_from_shared.data<T>());
+      const double* mixing = mixing_.data<double>();
+      kernels::axpy_scalar_in_memory<T>(ctx_, batch_, mixing, d_logit.data<T>(), d_own.data<T>());
+      kernels::axpy_scalar_in_memory<T>(ctx_, batch_, mixing + 1, d_logit.data<T>(),
+                                        d_from_shared.data<T>());
       d_representations[k] = towers_[k].backward(d_own);
       d_shared_parts.push_back(primary_shared_tower_->backward(d_from_shared));
     } else if (tower_reads_shared(static_cast<int>(k))) {

@@ -48,10 +48,16 @@ class MultiTaskModel {
   std::string primary_own_group() const;
   std::string primary_shared_group() const;
 
-  // Mixing weights of the split primary task's towers (mu' + mu'' = 1; 0.5 each at start).
+  // Mixing weights of the split primary task's towers (mu' + mu'' = 1; 0.5 each at start). They
+  // live in the model's device memory, where the forward and backward passes read them.
+  // set_mixing uploads two host values; copy_mixing_from copies two adjacent doubles (mu', mu'')
+  // that are already in device memory on the model's device (DRGrad's router state) on the
+  // current stream, without a host synchronisation.
   void set_mixing(double mu_own, double mu_shared);
-  double mu_own() const { return mu_own_; }
-  double mu_shared() const { return mu_shared_; }
+  void copy_mixing_from(const double* mu_own_then_shared);
+  // Read back from the device (a synchronisation on CUDA; for tests, telemetry, checkpoints).
+  double mu_own() const;
+  double mu_shared() const;
 
  private:
   ModelSpec spec_;
@@ -64,7 +70,7 @@ class MultiTaskModel {
   std::unique_ptr<Mlp<T>> primary_shared_tower_;  // T''
   std::unique_ptr<PersonalizedGate<T>> personal_gate_;
   std::vector<std::int64_t> personal_columns_, personal_dims_;
-  double mu_own_ = 0.5, mu_shared_ = 0.5;
+  Tensor mixing_;  // [2] doubles on the model's device: mu', mu''.
   std::int64_t batch_ = 0;
   std::int64_t input_width_ = 0;
 

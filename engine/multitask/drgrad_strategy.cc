@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
@@ -177,11 +178,12 @@ void DrgradStrategy::run_router(MultiTaskModel<float>& model, Optimizer<float>* 
   }
   // (d) the updater, on the device.
   kernels::router_update_mixing(ctx, settings_.rho, workspace_, skip);
-  // The one host read of the step: the model's forward pass takes the mixing weights as host
-  // scalars, so their 16 bytes come back here (a synchronisation on a CUDA device).
-  double mu_own = 0.5, mu_shared = 0.5;
-  workspace_.read_mixing(&mu_own, &mu_shared);
-  model.set_mixing(mu_own, mu_shared);
+  // The model reads the mixing weights from its device memory: a 16-byte device copy, no host
+  // synchronisation.
+  static_assert(offsetof(kernels::RouterState, mu_shared) ==
+                    offsetof(kernels::RouterState, mu_own) + sizeof(double),
+                "the model copies mu' and mu'' as two adjacent doubles");
+  model.copy_mixing_from(&workspace_.state()->mu_own);
   if (telemetry_.is_open() && step % settings_.telemetry_every == 0) {
     write_telemetry(step, workspace_.read_state());
   }

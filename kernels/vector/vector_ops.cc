@@ -64,6 +64,19 @@ void axpy(const Context& ctx, std::int64_t n, T alpha, const T* x, T* y) {
 }
 
 template <typename T>
+void axpy_scalar_in_memory(const Context& ctx, std::int64_t n, const double* alpha, const T* x,
+                           T* y) {
+  if (ctx.device.is_cuda()) {
+    if constexpr (std::is_same_v<T, float>) {
+      DRGRAD_CUDA_TWIN(cuda::axpy_scalar_in_memory(ctx, n, alpha, x, y); return );
+    } else {
+      throw_double_on_cuda("axpy_scalar_in_memory");
+    }
+  }
+  cpu::axpy(n, static_cast<T>(*alpha), x, y);
+}
+
+template <typename T>
 void multiply(const Context& ctx, std::int64_t n, T alpha, const T* a, const T* b, T* out) {
   DRGRAD_DISPATCH(T, ctx, multiply, n, alpha, a, b, out);
 }
@@ -80,11 +93,13 @@ double dot(const Context& ctx, std::int64_t n, const T* x, const T* y) {
   return cpu::dot(n, x, y);
 }
 
-#define DRGRAD_INSTANTIATE(T)                                                          \
-  template void copy_rows<T>(const Context&, const T*, std::int64_t, T*, std::int64_t, \
-                             std::int64_t, std::int64_t, bool);                        \
-  template void axpy<T>(const Context&, std::int64_t, T, const T*, T*);                \
-  template void multiply<T>(const Context&, std::int64_t, T, const T*, const T*, T*);  \
+#define DRGRAD_INSTANTIATE(T)                                                                   \
+  template void copy_rows<T>(const Context&, const T*, std::int64_t, T*, std::int64_t,          \
+                             std::int64_t, std::int64_t, bool);                                 \
+  template void axpy<T>(const Context&, std::int64_t, T, const T*, T*);                         \
+  template void axpy_scalar_in_memory<T>(const Context&, std::int64_t, const double*, const T*, \
+                                         T*);                                                   \
+  template void multiply<T>(const Context&, std::int64_t, T, const T*, const T*, T*);           \
   template double dot<T>(const Context&, std::int64_t, const T*, const T*);
 DRGRAD_INSTANTIATE(float)
 DRGRAD_INSTANTIATE(double)

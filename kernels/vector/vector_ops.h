@@ -15,6 +15,12 @@ void copy_rows(const Context& ctx, const T* src, std::int64_t src_stride, T* dst
 // y[i] += alpha * x[i]
 template <typename T>
 void axpy(const Context& ctx, std::int64_t n, T alpha, const T* x, T* y);
+// y[i] += T(*alpha) * x[i], with alpha read where the op runs (device memory on CUDA, host memory
+// on the CPU), so that a scalar computed on the device (DRGrad's mixing weights) scales a vector
+// without a trip to the host. The arithmetic of axpy with alpha = T(*alpha), bit for bit.
+template <typename T>
+void axpy_scalar_in_memory(const Context& ctx, std::int64_t n, const double* alpha, const T* x,
+                           T* y);
 // out[i] = alpha * a[i] * b[i]  (out may alias a or b)
 template <typename T>
 void multiply(const Context& ctx, std::int64_t n, T alpha, const T* a, const T* b, T* out);
@@ -38,6 +44,8 @@ namespace cuda {
 void copy_rows(const Context& ctx, const float* src, std::int64_t src_stride, float* dst,
                std::int64_t dst_stride, std::int64_t rows, std::int64_t cols, bool accumulate);
 void axpy(const Context& ctx, std::int64_t n, float alpha, const float* x, float* y);
+void axpy_scalar_in_memory(const Context& ctx, std::int64_t n, const double* alpha, const float* x,
+                           float* y);
 void multiply(const Context& ctx, std::int64_t n, float alpha, const float* a, const float* b,
               float* out);
 double dot(const Context& ctx, std::int64_t n, const float* x, const float* y);

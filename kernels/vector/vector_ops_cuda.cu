@@ -38,6 +38,16 @@ __global__ void axpy_kernel(std::int64_t n, float alpha, const float* x, float* 
   }
 }
 
+// alpha is read once per thread from device memory, converted as the host path converts it.
+__global__ void axpy_scalar_in_memory_kernel(std::int64_t n, const double* alpha, const float* x,
+                                             float* y) {
+  const float scale = static_cast<float>(*alpha);
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    y[i] += scale * x[i];
+  }
+}
+
 __global__ void multiply_kernel(std::int64_t n, float alpha, const float* a, const float* b,
                                 float* out) {
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -81,6 +91,13 @@ void axpy(const Context& ctx, std::int64_t n, float alpha, const float* x, float
   if (n <= 0) return;
   axpy_kernel<<<grid_for(n), kBlockSize, 0, stream_of(ctx)>>>(n, alpha, x, y);
   DRGRAD_CUDA_CHECK_LAUNCH(axpy_kernel);
+}
+
+void axpy_scalar_in_memory(const Context& ctx, std::int64_t n, const double* alpha, const float* x,
+                           float* y) {
+  if (n <= 0) return;
+  axpy_scalar_in_memory_kernel<<<grid_for(n), kBlockSize, 0, stream_of(ctx)>>>(n, alpha, x, y);
+  DRGRAD_CUDA_CHECK_LAUNCH(axpy_scalar_in_memory_kernel);
 }
 
 void multiply(const Context& ctx, std::int64_t n, float alpha, const float* a, const float* b,
