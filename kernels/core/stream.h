@@ -14,6 +14,10 @@ namespace drgrad::kernels {
 // with stream == nullptr launches on, and where kernels/core/memory.h allocates, frees, fills and
 // copies. nullptr (the CUDA legacy default stream) until set_current_stream says otherwise; always
 // nullptr for the CPU. Per thread and per device index, so threads never see each other's streams.
+// Since tensors allocate, copy and free on the current stream while ops launch on their
+// Context's stream, a Context that names a stream must be used while that stream is current (the
+// trainer makes it so), or the two streams must be ordered with each other (the legacy default
+// stream and blocking streams are; a non-blocking stream is not, and then the caller synchronises).
 void* current_stream(Device device);
 // Makes `stream` the calling thread's current stream on `device` (nullptr: back to the legacy
 // default stream). Ignored for the CPU. The caller keeps the stream alive while it is current.
