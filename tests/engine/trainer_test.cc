@@ -286,3 +286,26 @@ TEST_CASE("a NaN batch is refused on the device: parameters and optimizer state 
   for (const double loss : losses) CHECK(std::isfinite(loss));
   CHECK(trainer.step() == 4);
 }
+
+TEST_CASE("fit stops at the step whose loss was not finite, before its checkpoint",
+          "[trainer][nan][checkpoint]") {
+  Scenario scenario;
+  const std::int64_t label_columns =
+      static_cast<std::int64_t>(scenario.train.batch.labels.size()) / scenario.train.batch.size;
+  scenario.train.batch.labels[(2 * 32 + 1) * label_columns] = std::nanf("");  // in batch 3
+  TrainingOptions options = scenario.options;
+  options.run_dir = scratch_dir("nan_fit").string();
+  options.save_checkpoints = true;
+  options.checkpoint_every = 1;
+  options.keep_checkpoints = 0;
+  Trainer trainer(scenario.model, scenario.optimizer, options,
+                  std::make_unique<InMemoryBatchStream>(scenario.train.schema, scenario.train.batch,
+                                                        32, false, 5),
+                  nullptr);
+  CHECK_THROWS_WITH(trainer.fit(),
+                    Catch::Contains("at step 3") && Catch::Contains("refused on the device"));
+  CHECK(trainer.step() == 2);
+  const fs::path checkpoints = fs::path(options.run_dir) / "checkpoints";
+  CHECK(fs::exists(checkpoints / "step-000000002.ckpt"));
+  CHECK_FALSE(fs::exists(checkpoints / "step-000000003.ckpt"));
+}
