@@ -197,6 +197,7 @@ TEST_CASE("convert tfrecord examples to shards keeps every record in order",
 
 TEST_CASE("convert the full census file into the documented train/eval split",
           "[convert][shared-data]") {
+  DRGRAD_REQUIRE_SHARED_DATA();
   TemporaryFolder folder;
   const CsvConversionSpec spec =
       load_csv_spec(std::string(DRGRAD_SOURCE_DIR) + "/configs/census_schema.toml");
