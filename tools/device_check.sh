@@ -214,32 +214,14 @@ else
 fi
 
 # --- benchmarks ---------------------------------------------------------------------------------
-bench_log="$out_dir/bench.log"
-found_bench=0
-for bench in "$build_dir"/bench/*_bench; do
-  [ -x "$bench" ] || continue
-  found_bench=1
-  name=$(basename "$bench")
-  case "$name" in gpu_*) continue ;; esac  # run below by bench/run_gpu_bench.sh, with the peer
-  if ! command -v nvidia-smi >/dev/null; then
-    record "$name" skipped 0 "no NVIDIA driver here"
-    continue
-  fi
-  if ! timeout 20 "$bench" --help 2>&1 | grep -q -- '--device'; then
-    record "$name" skipped 0 "takes no --device option"
-    continue
-  fi
-  run_step "$name" "$bench_log" 120 "$bench" --device cuda
-done
-((found_bench)) || record benchmarks none 0 "no bench/*_bench executables in $build_dir"
-
 # The GPU benchmarks and their PyTorch peer in one run (bench/run_gpu_bench.sh): the ceilings,
 # drgrad's and torch's samples/s and the ratios. Its data files stay in the build folder; its
 # summary lines join summary.txt and its JSON lines become bench.jsonl.
+bench_log="$out_dir/bench.log"
 gpu_bench_dir="$build_dir/gpu-bench"
 if [ -x "$build_dir/bench/gpu_train_bench" ]; then
-  gpu_bench_limit=$(($(seconds_left) - 15 - 60))  # keep a minute for the sanitizer steps
-  ((gpu_bench_limit > 300)) && gpu_bench_limit=300
+  gpu_bench_limit=$(($(seconds_left) - 15 - 120))  # keep time for kernel benches and sanitizer
+  ((gpu_bench_limit > 240)) && gpu_bench_limit=240
   rm -rf "$gpu_bench_dir"
   if ((gpu_bench_limit >= 20)); then
     run_step gpu-bench "$bench_log" "$gpu_bench_limit" env BUILD_DIR="$build_dir" \
@@ -258,6 +240,26 @@ if [ -x "$build_dir/bench/gpu_train_bench" ]; then
 else
   record gpu-bench not-run 0 "no $build_dir/bench/gpu_train_bench"
 fi
+
+# The kernel benchmarks (router, Gram, dense epilogues, embedding plan): after the end-to-end
+# benchmark, which carries the goals, 60 seconds each at most.
+found_bench=0
+for bench in "$build_dir"/bench/*_bench; do
+  [ -x "$bench" ] || continue
+  found_bench=1
+  name=$(basename "$bench")
+  case "$name" in gpu_*) continue ;; esac  # run above by bench/run_gpu_bench.sh, with the peer
+  if ! command -v nvidia-smi >/dev/null; then
+    record "$name" skipped 0 "no NVIDIA driver here"
+    continue
+  fi
+  if ! timeout 20 "$bench" --help 2>&1 | grep -q -- '--device'; then
+    record "$name" skipped 0 "takes no --device option"
+    continue
+  fi
+  run_step "$name" "$bench_log" 60 "$bench" --device cuda
+done
+((found_bench)) || record benchmarks none 0 "no bench/*_bench executables in $build_dir"
 
 # --- memory and race checks, with what is left of the budget -------------------------------------
 # compute-sanitizer works on Firecracker machines, not on gVisor ones; either way the summary says.
