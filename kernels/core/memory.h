@@ -26,10 +26,13 @@ void* allocate(Device device, std::size_t bytes);
 void release(Device device, void* pointer);
 // Copies `bytes` from src (on src_device) to dst (on dst_device). On CUDA a cudaMemcpyAsync on
 // the current stream of the CUDA side (dst's when both are devices): a copy into host memory
-// synchronises that stream before returning, so the host may read dst at once; a copy from host
-// memory returns once the driver has taken the bytes from ordinary (pageable) host memory, so src
-// may be reused at once (page-locked host memory would be read later: keep it unchanged until the
-// stream gets there); device-to-device copies do not block the host. CPU to CPU: memcpy.
+// synchronises that stream before returning, so the host may read dst at once. A copy from
+// ordinary (pageable) host memory of at most 16 MiB is copied on the host into a page-locked
+// staging ring (32 MiB per thread and device) and issued from there, so it returns without
+// waiting for the stream (only when the ring comes round to bytes whose copy has not run yet);
+// larger ones are staged by the driver, which may wait for the stream. Either way src may be
+// reused at once. From page-locked host memory the copy reads src later: keep it unchanged until
+// the stream gets there. Device-to-device copies do not block the host. CPU to CPU: memcpy.
 void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src,
                 std::size_t bytes);
 // On CUDA cudaMemsetAsync on the current stream of `device`.

@@ -4,12 +4,16 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/memory.h"
+#include "kernels/core/staging_ring.h"
 #include "kernels/core/stream.h"
 
 namespace drgrad::kernels::cuda {
@@ -73,6 +77,83 @@ int current_device() {
   DRGRAD_CUDA_CHECK(cudaGetDevice(&device_index));
   return device_index;
 }
+
+// Host-to-device copies from ordinary (pageable) memory make the driver stage the bytes through
+// its own page-locked buffers, and it may wait for the stream to get to the copy before it
+// returns: a batch upload could then wait for the previous step to finish. Instead the bytes are
+// copied here, on the host, into a ring of page-locked memory (one per thread and device), and
+// the device copy is issued from there; an event behind each copy says when its bytes may be
+// overwritten. The host waits only when the ring comes round to bytes whose copy has not run yet,
+// about a ring's worth of uploads later.
+class StagingRing {
+ public:
+  static constexpr std::size_t kCapacity = std::size_t(32) << 20;
+
+  StagingRing() : plan_(kCapacity) { DRGRAD_CUDA_CHECK(cudaMallocHost(&host_, kCapacity)); }
+  StagingRing(const StagingRing&) = delete;
+  StagingRing& operator=(const StagingRing&) = delete;
+  ~StagingRing() {  // at thread exit: nothing to report to; copies in flight finish first
+    for (auto& [ticket, event] : events_) {
+      static_cast<void>(cudaEventSynchronize(event));
+      static_cast<void>(cudaEventDestroy(event));
+    }
+    for (cudaEvent_t event : spare_events_) static_cast<void>(cudaEventDestroy(event));
+    static_cast<void>(cudaFreeHost(host_));
+  }
+
+  bool fits(std::size_t bytes) const { return plan_.fits(bytes); }
+
+  void copy_to_device(void* dst, const void* src, std::size_t bytes, cudaStream_t stream) {
+    std::vector<std::uint64_t> must_finish;
+    const StagingRingPlan::Region region = plan_.reserve(bytes, &must_finish);
+    for (const std::uint64_t ticket : must_finish) {
+      const cudaEvent_t event = events_.at(ticket);
+      events_.erase(ticket);
+      spare_events_.push_back(event);
+      DRGRAD_CUDA_CHECK(cudaEventSynchronize(event));
+    }
+    char* staged = static_cast<char*>(host_) + region.offset;
+    std::memcpy(staged, src, bytes);
+    DRGRAD_CUDA_CHECK(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, stream));
+    cudaEvent_t event = nullptr;
+    if (spare_events_.empty()) {
+      DRGRAD_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    } else {
+      event = spare_events_.back();
+      spare_events_.pop_back();
+    }
+    const cudaError_t recorded = cudaEventRecord(event, stream);
+    if (recorded != cudaSuccess) spare_events_.push_back(event);
+    DRGRAD_CUDA_CHECK(recorded);
+    const std::uint64_t ticket = ++last_ticket_;
+    events_.emplace(ticket, event);
+    plan_.in_flight(region, ticket);
+  }
+
+ private:
+  void* host_ = nullptr;
+  StagingRingPlan plan_;
+  std::unordered_map<std::uint64_t, cudaEvent_t> events_;
+  std::vector<cudaEvent_t> spare_events_;
+  std::uint64_t last_ticket_ = 0;
+};
+
+StagingRing& staging_ring(int device_index) {
+  thread_local std::vector<std::unique_ptr<StagingRing>> rings;
+  const auto index = static_cast<std::size_t>(device_index);
+  if (index >= rings.size()) rings.resize(index + 1);
+  if (!rings[index]) rings[index] = std::make_unique<StagingRing>();
+  return *rings[index];
+}
+
+bool is_pageable_host_memory(const void* pointer) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, pointer) != cudaSuccess) {
+    cudaGetLastError();
+    return true;
+  }
+  return attributes.type == cudaMemoryTypeUnregistered;
+}
 }  // namespace
 
 void* allocate(int device_index, std::size_t bytes) {
@@ -133,6 +214,13 @@ void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src
   const Device stream_device = dst_device.is_cuda() ? dst_device : src_device;
   DRGRAD_CUDA_CHECK(cudaSetDevice(stream_device.index));
   const cudaStream_t cuda_stream = resolve_stream(stream_device.index, stream);
+  if (dst_device.is_cuda() && src_device.is_cpu() && bytes > 0) {
+    StagingRing& ring = staging_ring(dst_device.index);
+    if (ring.fits(bytes) && is_pageable_host_memory(src)) {
+      ring.copy_to_device(dst, src, bytes, cuda_stream);
+      return;
+    }
+  }
   DRGRAD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cuda_stream));
   // The host reads what lands in host memory as soon as this returns.
   if (dst_device.is_cpu()) DRGRAD_CUDA_CHECK(cudaStreamSynchronize(cuda_stream));

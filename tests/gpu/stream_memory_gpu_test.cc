@@ -1,13 +1,15 @@
 // GPU tests of kernels/core/stream.h and the stream-ordered memory of kernels/core/memory.h: a
 // stream made current receives allocations, fills and copies; freed blocks come back from the
-// device's pool instead of new device memory; the page-locked readback lands; an impossible
-// allocation names its size.
+// device's pool instead of new device memory; uploads staged through the page-locked ring land
+// intact; the page-locked readback lands; an impossible allocation names its size.
 #include <catch2/catch.hpp>
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #include "kernels/core/cuda_check.h"
@@ -56,6 +58,43 @@ TEST_CASE("allocations, fills and copies run on the current stream", "[gpu][stre
   kernels::synchronize_stream(device, stream.get());
   // The pool keeps what was freed (its release threshold was raised on first use).
   CHECK(pool_attribute(cudaMemPoolAttrReleaseThreshold) == UINT64_MAX);
+}
+
+TEST_CASE("uploads through the staging ring land intact though the source changes at once",
+          "[gpu][stream]") {
+  DRGRAD_REQUIRE_GPU();
+  const kernels::Device device = kernels::Device::cuda(0);
+  kernels::Stream stream(device);
+  kernels::CurrentStreamGuard guard(device, stream.get());
+  // About 200 MiB in copies of up to 4 MiB (the ring holds 32 MiB, so it comes round several
+  // times), and a few larger than half the ring (copied directly), all from one host buffer that
+  // is overwritten right after each copy returns.
+  std::mt19937 random(20261203);
+  std::uniform_int_distribution<std::size_t> small(1, std::size_t(1) << 20);
+  std::vector<std::size_t> counts;
+  for (int i = 0; i < 200; ++i) counts.push_back(small(random));
+  counts.insert(counts.begin() + 50, std::size_t(5) << 20);
+  counts.insert(counts.begin() + 120, std::size_t(9) << 20);
+  std::vector<std::int32_t> source(std::size_t(9) << 20);
+  std::vector<void*> targets;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    for (std::size_t e = 0; e < counts[i]; ++e) source[e] = static_cast<std::int32_t>(i * 7 + e);
+    targets.push_back(kernels::allocate(device, counts[i] * sizeof(std::int32_t)));
+    kernels::copy_bytes(device, targets.back(), kernels::Device::cpu(), source.data(),
+                        counts[i] * sizeof(std::int32_t));
+    std::fill(source.begin(), source.begin() + counts[i], -1);  // the copy must not see this
+  }
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    std::vector<std::int32_t> back(counts[i]);
+    kernels::copy_bytes(kernels::Device::cpu(), back.data(), device, targets[i],
+                        counts[i] * sizeof(std::int32_t));
+    for (std::size_t e = 0; e < counts[i]; ++e) {
+      if (back[e] != static_cast<std::int32_t>(i * 7 + e)) {
+        FAIL("copy " << i << " element " << e << " is " << back[e]);
+      }
+    }
+    kernels::release(device, targets[i]);
+  }
 }
 
 TEST_CASE("freed blocks are reused from the pool, not taken from the device again",
