@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -268,17 +269,41 @@ Evaluation Trainer::evaluate() {
   accumulator.reserve(eval_data_->samples_per_epoch());  // -1 when unknown: grows as it goes
   std::vector<double> loss_sums(num_tasks, 0.0);
   std::int64_t samples = 0;
+  // Each batch's loss sums go to one of two page-locked buffers behind its loss kernel and are
+  // added on the host two batches later (when that buffer is needed again) or at the end, so the
+  // host never waits for the batch it has just issued.
+  struct InFlight {
+    kernels::HostReadback sums;
+    std::int64_t batch_size = 0;
+  };
+  std::array<InFlight, 2> in_flight{
+      InFlight{kernels::HostReadback(ctx_.device, num_tasks * sizeof(float))},
+      InFlight{kernels::HostReadback(ctx_.device, num_tasks * sizeof(float))}};
+  auto add_losses = [&](InFlight& slot) {
+    if (!slot.sums.pending()) return;
+    const auto* sums = static_cast<const float*>(slot.sums.wait());
+    for (std::size_t k = 0; k < num_tasks; ++k) {
+      // The arithmetic of LossResult::task_losses times the batch size, as before.
+      const double mean = static_cast<double>(sums[k]) / static_cast<double>(slot.batch_size);
+      loss_sums[k] += mean * slot.batch_size;
+    }
+  };
+  std::size_t next_slot = 0;
   eval_data_->start_epoch(0);
   while (auto batch = eval_data_->next()) {
     const Tensor logits = model_.forward(*batch);
     const Tensor labels = loss_.upload_labels(*batch);
-    const LossResult result = loss_.compute(logits, labels, nullptr);
+    const LossResult result = loss_.compute(logits, labels, nullptr, /*copy_losses_to_host=*/false);
     accumulator.add(result.predictions, labels);
-    for (std::size_t k = 0; k < num_tasks; ++k) {
-      loss_sums[k] += result.task_losses[k] * batch->size;
-    }
+    InFlight& slot = in_flight[next_slot];
+    next_slot = 1 - next_slot;
+    add_losses(slot);  // the batch before the previous one, in batch order
+    slot.sums.start(result.task_loss_sums.data<float>(), result.task_loss_sums.bytes());
+    slot.batch_size = batch->size;
     samples += batch->size;
   }
+  add_losses(in_flight[next_slot]);  // the older of the last two batches first
+  add_losses(in_flight[1 - next_slot]);
   const std::vector<TaskMetrics> metrics = accumulator.compute();
   for (std::size_t k = 0; k < num_tasks; ++k) {
     TaskEvaluation task;
