@@ -178,6 +178,9 @@ Evaluation Trainer::fit() {
     }
   };
   while (total <= 0 || step_ < total) {
+    // Judged before the next batch is taken, so a refused step leaves the data position right
+    // after its own batch.
+    take_losses();
     std::optional<io::Batch> batch = train_data_->next();
     if (!batch) {
       ++epoch_;
@@ -185,7 +188,6 @@ Evaluation Trainer::fit() {
       train_data_->start_epoch(epoch_);
       continue;
     }
-    take_losses();
     issue_step(*batch);
     if (pending_losses_ready()) take_losses();
     window_samples += batch->size;
