@@ -103,8 +103,10 @@ class Trainer {
   ModelSpec model_spec_;
   TrainingOptions options_;
   // CUDA: the trainer's own stream, current on the calling thread while a public method runs and
-  // the stream of ctx_. Declared before everything that holds device memory, so that it outlives
-  // it. On the CPU it holds nothing.
+  // the stream of ctx_. Created with default flags (a blocking stream), so that work still issued
+  // on the legacy default stream, by code handed no stream, stays ordered with it both ways.
+  // Declared before everything that holds device memory, so that it outlives it. On the CPU it
+  // holds nothing.
   kernels::Stream stream_;
   kernels::Context ctx_;
   MultiTaskModel<float> model_;
