@@ -57,10 +57,21 @@ std::vector<std::string> ParameterStore::group_names() const {
   return names;
 }
 
+std::vector<std::int64_t> Parameter::read_touched_rows() const {
+  if (touched_rows_on_host) return touched_rows;
+  if (!touched_rows_device.defined() || !touched_row_count_device.defined()) return {};
+  const std::int64_t count = touched_row_count_device.to_vector<std::int64_t>().at(0);
+  if (count == 0) return {};
+  return touched_rows_device.narrow_first(0, count).to_vector<std::int64_t>();
+}
+
 void ParameterStore::zero_gradients() {
   for (auto& parameter : parameters_) {
     if (parameter->row_sparse) {
       parameter->touched_rows.clear();
+      parameter->touched_rows_on_host = false;
+      parameter->touched_rows_device = Tensor();
+      parameter->touched_row_count_device = Tensor();
       parameter->gradient = Tensor();
     } else {
       parameter->gradient.zero_();

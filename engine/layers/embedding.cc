@@ -104,39 +104,74 @@ void EmbeddingBag<T>::build_device_plan(Device device) {
 }
 
 template <typename T>
-std::int64_t EmbeddingBag<T>::resolve_touched_rows() {
-  if (!touched_rows_resolved_ && spec_.backward == EmbeddingBackward::kHostPlan) {
-    touched_rows_device_ = Tensor::from_vector<std::int64_t>(
-                               {static_cast<std::int64_t>(unique_rows_.size())}, unique_rows_)
-                               .to(rows_.device());
-    touched_rows_resolved_ = true;
+std::int64_t EmbeddingBag<T>::prepare_touched_rows() {
+  if (spec_.backward != EmbeddingBackward::kHostPlan) {
+    // The device plan's distinct rows and count stay where the plan put them: the gradient and
+    // the optimizer's row update work at the capacity and read the count on the device.
+    touched_rows_device_ = distinct_rows_;
+    return num_ids_;
   }
   if (!touched_rows_resolved_) {
-    // TODO(#5): Parameter keeps a host copy of the touched rows and sizes its gradient by their
-    // count, so the device plan's count (8 bytes) and rows (8 bytes each) come back here, one
-    // synchronisation per slot and batch. The kernels take the count in device memory
-    // (embedding_bag_backward_with_device_count); the engine and the optimizer do not yet.
-    const std::int64_t count = num_distinct_.to_vector<std::int64_t>().at(0);
-    touched_rows_device_ = distinct_rows_.narrow_first(0, count);
-    unique_rows_ = touched_rows_device_.to_vector<std::int64_t>();
+    // Count and rows in one upload: [count, row 0, row 1, ...].
+    const auto count = static_cast<std::int64_t>(unique_rows_.size());
+    std::vector<std::int64_t> count_and_rows;
+    count_and_rows.reserve(unique_rows_.size() + 1);
+    count_and_rows.push_back(count);
+    count_and_rows.insert(count_and_rows.end(), unique_rows_.begin(), unique_rows_.end());
+    const Tensor uploaded =
+        Tensor::from_vector<std::int64_t>({count + 1}, count_and_rows).to(rows_.device());
+    num_distinct_ = uploaded.narrow_first(0, 1);
+    touched_rows_device_ = uploaded.narrow_first(1, count);
     touched_rows_resolved_ = true;
   }
   return static_cast<std::int64_t>(unique_rows_.size());
 }
 
 template <typename T>
-void EmbeddingBag<T>::write_row_gradients(const T* d_out, std::int64_t width,
-                                          std::int64_t num_unique, T* row_gradients) {
-  if (spec_.backward == EmbeddingBackward::kFastNondeterministic) {
-    kernels::embedding_bag_backward_atomic<T>(
-        ctx_, d_out, width, spec_.dim, offsets_.data<std::int64_t>(), batch_, spec_.pooling,
-        distinct_index_of_position_.data<std::int64_t>(), num_ids_, num_unique, row_gradients);
-    return;
+Tensor EmbeddingBag<T>::row_gradient_buffer(Shape shape, Device device) const {
+  // With a device plan the deterministic backward writes only the rows below the device count;
+  // the rest must be zero for whoever reduces over the whole buffer (gradient surgery's Gram).
+  // The atomic backward zeroes its buffer itself, the host plan has no rows past the count.
+  if (spec_.backward == EmbeddingBackward::kDevicePlan) {
+    return Tensor::zeros(shape, dtype_of<T>(), device);
   }
-  kernels::embedding_bag_backward<T>(ctx_, d_out, width, spec_.dim, offsets_.data<std::int64_t>(),
-                                     spec_.pooling, occurrence_offsets_.data<std::int64_t>(),
-                                     occurrence_samples_.data<std::int64_t>(), num_unique,
-                                     row_gradients);
+  return Tensor(shape, dtype_of<T>(), device);
+}
+
+template <typename T>
+void EmbeddingBag<T>::write_row_gradients(const T* d_out, std::int64_t width, std::int64_t capacity,
+                                          T* row_gradients) {
+  switch (spec_.backward) {
+    case EmbeddingBackward::kFastNondeterministic:
+      kernels::embedding_bag_backward_atomic<T>(
+          ctx_, d_out, width, spec_.dim, offsets_.data<std::int64_t>(), batch_, spec_.pooling,
+          distinct_index_of_position_.data<std::int64_t>(), num_ids_, capacity, row_gradients);
+      return;
+    case EmbeddingBackward::kDevicePlan:
+      kernels::embedding_bag_backward_with_device_count<T>(
+          ctx_, d_out, width, spec_.dim, offsets_.data<std::int64_t>(), spec_.pooling,
+          occurrence_offsets_.data<std::int64_t>(), occurrence_samples_.data<std::int64_t>(),
+          num_distinct_.data<std::int64_t>(), capacity, row_gradients);
+      return;
+    case EmbeddingBackward::kHostPlan:
+      kernels::embedding_bag_backward<T>(
+          ctx_, d_out, width, spec_.dim, offsets_.data<std::int64_t>(), spec_.pooling,
+          occurrence_offsets_.data<std::int64_t>(), occurrence_samples_.data<std::int64_t>(),
+          capacity, row_gradients);
+      return;
+  }
+}
+
+template <typename T>
+void EmbeddingBag<T>::publish_touched_rows() {
+  table_->touched_rows_device = touched_rows_device_;
+  table_->touched_row_count_device = num_distinct_;
+  table_->touched_rows_on_host = spec_.backward == EmbeddingBackward::kHostPlan;
+  if (table_->touched_rows_on_host) {
+    table_->touched_rows = unique_rows_;
+  } else {
+    table_->touched_rows.clear();
+  }
 }
 
 template <typename T>
@@ -177,13 +212,12 @@ void EmbeddingBag<T>::forward(const io::SparseColumn& column, std::int64_t batch
 
 template <typename T>
 void EmbeddingBag<T>::backward(const Tensor& d_out, std::int64_t column_offset) {
-  const std::int64_t num_unique = resolve_touched_rows();
-  Tensor row_gradients(Shape{num_unique, spec_.dim}, dtype_of<T>(), d_out.device());
-  write_row_gradients(d_out.data<T>() + column_offset, d_out.dim(1), num_unique,
+  const std::int64_t capacity = prepare_touched_rows();
+  Tensor row_gradients = row_gradient_buffer(Shape{capacity, spec_.dim}, d_out.device());
+  write_row_gradients(d_out.data<T>() + column_offset, d_out.dim(1), capacity,
                       row_gradients.data<T>());
   table_->gradient = row_gradients;
-  table_->touched_rows = unique_rows_;
-  table_->touched_rows_device = touched_rows_device_;
+  publish_touched_rows();
 }
 
 template <typename T>
@@ -197,17 +231,17 @@ void EmbeddingBag<T>::backward_stacked(const Tensor& d_out_stacked, std::int64_t
   }
   const std::int64_t tasks = d_out_stacked.dim(0);
   const std::int64_t width = d_out_stacked.dim(2);
-  const std::int64_t num_unique = resolve_touched_rows();
-  Tensor row_gradients(Shape{tasks, num_unique, spec_.dim}, dtype_of<T>(), d_out_stacked.device());
+  const std::int64_t capacity = prepare_touched_rows();
+  Tensor row_gradients =
+      row_gradient_buffer(Shape{tasks, capacity, spec_.dim}, d_out_stacked.device());
   for (std::int64_t k = 0; k < tasks; ++k) {
     write_row_gradients(d_out_stacked.data<T>() + k * batch_ * width + column_offset, width,
-                        num_unique, row_gradients.data<T>() + k * num_unique * spec_.dim);
+                        capacity, row_gradients.data<T>() + k * capacity * spec_.dim);
   }
   table_->task_gradients = row_gradients;
   table_->gradient =
-      Tensor::zeros(Shape{num_unique, spec_.dim}, dtype_of<T>(), d_out_stacked.device());
-  table_->touched_rows = unique_rows_;
-  table_->touched_rows_device = touched_rows_device_;
+      Tensor::zeros(Shape{capacity, spec_.dim}, dtype_of<T>(), d_out_stacked.device());
+  publish_touched_rows();
 }
 
 template <typename T>

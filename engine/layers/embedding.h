@@ -53,13 +53,15 @@ class EmbeddingBag {
   // ([batch, out.dim(1)]).
   void forward(const io::SparseColumn& column, std::int64_t batch, Tensor& out,
                std::int64_t column_offset);
-  // Reads the same columns of d_out and sets the table's touched rows and their gradients.
+  // Reads the same columns of d_out and sets the table's touched rows and their gradients
+  // (Parameter::touched_rows_device and friends), without reading anything back from the device.
   void backward(const Tensor& d_out, std::int64_t column_offset);
   // Per-task backward for K upstream gradients ([K, batch, out.dim(1)], one per task) through the
-  // same occurrence plan: sets the table's touched_rows (as backward does) and
-  // task_gradients = [K, touched rows, dim], row u of task k being the gradient of table row
-  // touched_rows[u]. Parameter::gradient is set to zeros [touched rows, dim] so that it stays
-  // consistent with touched_rows until a multi-task strategy writes the combined rows.
+  // same occurrence plan: sets the table's touched rows (as backward does) and
+  // task_gradients = [K, capacity, dim], row u of task k being the gradient of the u-th touched
+  // row (rows past the count zero). Parameter::gradient is set to zeros [capacity, dim] so that
+  // it stays consistent with the touched rows until a multi-task strategy writes the combined
+  // rows.
   void backward_stacked(const Tensor& d_out_stacked, std::int64_t column_offset);
 
   const EmbeddingSlotSpec& spec() const { return spec_; }
@@ -71,21 +73,30 @@ class EmbeddingBag {
   void build_host_plan(const std::vector<std::int64_t>& rows,
                        const std::vector<std::int64_t>& offsets, std::int64_t batch, Device device);
   void build_device_plan(Device device);
-  // Number of distinct rows of the current batch; with a device plan, reads the count and the
-  // rows back on first use (one synchronisation per slot and batch) and fills unique_rows_.
-  std::int64_t resolve_touched_rows();
-  // Writes the [touched rows, dim] gradient of one upstream (d_out points at this slot's first
+  // Puts the current batch's touched rows and their count on the device (the host plan uploads
+  // them in one copy at the first backward of the batch; a device plan already has them there)
+  // and returns the capacity, the number of gradient rows a backward writes: the distinct rows
+  // (host plan) or the batch's ids (device plan, whose count is never read on the host).
+  std::int64_t prepare_touched_rows();
+  // A [rows..., capacity, dim] gradient buffer for the configured backward: zero-filled where the
+  // backward leaves the rows past the device count untouched.
+  Tensor row_gradient_buffer(Shape shape, Device device) const;
+  // Writes the [capacity, dim] gradient of one upstream (d_out points at this slot's first
   // column, rows `width` apart) by the configured backward.
-  void write_row_gradients(const T* d_out, std::int64_t width, std::int64_t num_unique,
+  void write_row_gradients(const T* d_out, std::int64_t width, std::int64_t capacity,
                            T* row_gradients);
+  // Hands the batch's touched rows (device tensors, and the host copy with the host plan) to the
+  // table's Parameter.
+  void publish_touched_rows();
 
   kernels::Context ctx_;
   EmbeddingSlotSpec spec_;
   Parameter* table_;
   // Per-batch plan: table row of every id, the bag offsets, and for every distinct row the
   // samples it occurs in (so that the deterministic backward needs no atomics). Host plan: built
-  // on the host, unique_rows_ filled at once. Device plan: arrays sized for all ids distinct,
-  // num_distinct_ [1] on the device, unique_rows_ filled by resolve_touched_rows.
+  // on the host, unique_rows_ filled at once, uploaded with its count by prepare_touched_rows.
+  // Device plan: arrays sized for all ids distinct, num_distinct_ [1] on the device; unique_rows_
+  // stays empty (nothing is read back).
   std::int64_t batch_ = 0;
   std::int64_t num_ids_ = 0;
   bool touched_rows_resolved_ = false;

@@ -76,10 +76,9 @@ const std::vector<double>& GradientSurgery::apply(const std::vector<Parameter*>&
                              std::to_string(per_task.dim(0)) + " per-task gradients, others " +
                              std::to_string(tasks));
     }
-    if (parameter->row_sparse &&
-        static_cast<std::int64_t>(parameter->touched_rows.size()) != per_task.dim(1)) {
-      throw std::logic_error("gradient surgery: table '" + parameter->name + "' has " +
-                             std::to_string(parameter->touched_rows.size()) +
+    if (parameter->row_sparse && parameter->touched_row_capacity() != per_task.dim(1)) {
+      throw std::logic_error("gradient surgery: table '" + parameter->name + "' has room for " +
+                             std::to_string(parameter->touched_row_capacity()) +
                              " touched rows but per-task gradients for " +
                              std::to_string(per_task.dim(1)));
     }

@@ -37,15 +37,15 @@ class GradientSurgery {
   GradientSurgery(kernels::Context ctx, GradientSurgeryOptions options);
 
   // Reads Parameter::task_gradients of every parameter in `parameters` (all with the same task
-  // count K: dense [K, numel], row-sparse [K, touched rows, dim] as left by backward_stacked),
+  // count K: dense [K, numel], row-sparse [K, capacity, dim] as left by backward_stacked),
   // computes the Gram matrix of the concatenated per-task gradients (taking a parameter's
   // Parameter::task_gram instead of reading its gradients when the stacked backward left a
   // current one, see TaskGram::kDuringBackward; summed on ctx's device, then read to the host
   // once), the method's weights once for the whole set, and OVERWRITES Parameter::gradient with the
-  // combined gradient sum_k weights[k] g_k (dense: the parameter's shape; row-sparse: [touched
-  // rows, dim], matching touched_rows). The per-task buffers are left as they are. Returns the
-  // weights. Throws std::logic_error naming a parameter without per-task gradients or with another
-  // K.
+  // combined gradient sum_k weights[k] g_k (dense: the parameter's shape; row-sparse: [capacity,
+  // dim], matching touched_rows_device; rows past the touched count combine zeros and the update
+  // never reads them). The per-task buffers are left as they are. Returns the weights. Throws
+  // std::logic_error naming a parameter without per-task gradients or with another K.
   const std::vector<double>& apply(const std::vector<Parameter*>& parameters);
   // The same for every parameter of the named groups of `store`.
   const std::vector<double>& apply(ParameterStore& store, const std::vector<std::string>& groups);

@@ -1,6 +1,7 @@
 // Per-task gradients of shared parameters, filled by the layers' stacked backward passes
 // (backward_stacked): one gradient per task from a single backward through the shared part.
-// Memory: tasks x the parameters' element count (row-sparse tables: tasks x touched rows x dim).
+// Memory: tasks x the parameters' element count (row-sparse tables: tasks x capacity x dim, the
+// capacity being the distinct rows with the host plan, the batch's ids with a device plan).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,7 @@ enum class TaskGram { kNone, kDuringBackward };
 // Prepares Parameter::task_gradients for a stacked backward with `tasks` upstream gradients:
 // dense parameters get a zeroed [tasks, numel] tensor (reused when the shape already fits);
 // row-sparse parameters are cleared, because their layer's stacked backward sets them together
-// with touched_rows. With TaskGram::kDuringBackward dense parameters also get a zeroed
+// with the touched rows. With TaskGram::kDuringBackward dense parameters also get a zeroed
 // Parameter::task_gram [tasks, tasks] (float64); with kNone it is released. Either way
 // task_gram_current becomes false. Call once per step before the stacked backward, like
 // zero_gradients().

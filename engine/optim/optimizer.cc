@@ -1,8 +1,9 @@
-// Optimizer: state allocation, the cached multi-tensor table of the dense parameters, and the
-// per-table row updates of the embeddings.
+// Optimizer: state allocation, and the cached multi-tensor tables of the dense parameters and of
+// the embedding tables' touched rows.
 #include "engine/optim/optimizer.h"
 
 #include <stdexcept>
+#include <string>
 #include <tuple>
 
 namespace drgrad::engine {
@@ -103,6 +104,21 @@ bool same_segments(const std::vector<kernels::DenseUpdateSegment<T>>& a,
   }
   return true;
 }
+
+template <typename T>
+bool same_row_segments(const std::vector<kernels::RowUpdateSegment<T>>& a,
+                       const std::vector<kernels::RowUpdateSegment<T>>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].table != b[i].table || a[i].table_rows != b[i].table_rows || a[i].dim != b[i].dim ||
+        a[i].rows != b[i].rows || a[i].values != b[i].values ||
+        a[i].num_rows_device != b[i].num_rows_device || a[i].capacity != b[i].capacity ||
+        a[i].state_a != b[i].state_a || a[i].state_b != b[i].state_b) {
+      return false;
+    }
+  }
+  return true;
+}
 }  // namespace
 
 template <typename T>
@@ -130,38 +146,38 @@ void Optimizer<T>::step(ParameterStore& store) {
   kernels::fused_dense_update<T>(ctx, rule_for(steps_, spec_.learning_rate), dense_table_,
                                  skip_flag_);
 
-  // Embedding tables: the touched rows, one pass per table.
+  // Embedding tables: the touched rows of every table in one pass, each table's row count read
+  // where the update runs (a device-built plan's count never comes back to the host).
   const double embedding_rate =
       spec_.embedding_learning_rate > 0 ? spec_.embedding_learning_rate : spec_.learning_rate;
-  const kernels::UpdateRule rows_rule = rule_for(steps_, embedding_rate);
+  std::vector<kernels::RowUpdateSegment<T>> row_segments;
   for (const auto& pointer : store.all()) {
     Parameter& parameter = *pointer;
     if (!parameter.row_sparse || skip_next_.count(&parameter) != 0) continue;
-    if (parameter.touched_rows.empty()) continue;
-    const kernels::Context row_ctx{parameter.value.device(), nullptr};
-    T* weights = parameter.value.template data<T>();
-    kernels::RowSparseGradient<T> rows;
-    rows.rows = parameter.touched_rows_device.template data<std::int64_t>();
-    rows.values = parameter.gradient.template data<T>();
-    rows.num_rows = static_cast<std::int64_t>(parameter.touched_rows.size());
-    rows.dim = parameter.value.dim(1);
-    rows.skip = skip_flag_;
-    const std::int64_t table_rows = parameter.value.dim(0);
-    const auto [state_a, state_b] = state_arrays(parameter);
-    switch (spec_.kind) {
-      case OptimizerKind::kSgd:
-        kernels::sgd_update_rows<T>(row_ctx, rows_rule.sgd, weights, table_rows, rows, state_a);
-        break;
-      case OptimizerKind::kAdam:
-        kernels::adam_update_rows<T>(row_ctx, rows_rule.adam, steps_, weights, table_rows, rows,
-                                     state_a, state_b);
-        break;
-      case OptimizerKind::kAdagrad:
-        kernels::adagrad_update_rows<T>(row_ctx, rows_rule.adagrad, weights, table_rows, rows,
-                                        state_a);
-        break;
+    if (parameter.touched_row_capacity() == 0) continue;
+    if (!parameter.touched_row_count_device.defined() || !parameter.gradient.defined() ||
+        parameter.gradient.dim(0) != parameter.touched_row_capacity()) {
+      throw std::logic_error("optimizer: embedding table '" + parameter.name +
+                             "' has touched rows without a row count or a gradient of " +
+                             std::to_string(parameter.touched_row_capacity()) +
+                             " rows; its backward must set all three");
     }
+    kernels::RowUpdateSegment<T> segment;
+    segment.table = parameter.value.template data<T>();
+    segment.table_rows = parameter.value.dim(0);
+    segment.dim = parameter.value.dim(1);
+    segment.rows = parameter.touched_rows_device.template data<std::int64_t>();
+    segment.values = parameter.gradient.template data<T>();
+    segment.num_rows_device = parameter.touched_row_count_device.template data<std::int64_t>();
+    segment.capacity = parameter.touched_row_capacity();
+    std::tie(segment.state_a, segment.state_b) = state_arrays(parameter);
+    row_segments.push_back(segment);
   }
+  if (!same_row_segments(row_segments, row_segments_)) {
+    row_segments_ = row_segments;
+    row_table_ = kernels::make_row_update_table<T>(store.device(), std::move(row_segments));
+  }
+  kernels::fused_row_update<T>(ctx, rule_for(steps_, embedding_rate), row_table_, skip_flag_);
   skip_next_.clear();
 }
 

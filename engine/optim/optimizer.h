@@ -1,8 +1,8 @@
 // Optimizers over a ParameterStore: SGD with momentum, Adam (decoupled weight decay) and Adagrad.
 // Dense parameters update in full, all of them in one multi-tensor pass; embedding tables update
-// only the rows the batch touched (lazy updates, one pass per table; see
-// kernels/optimizer/optimizer.h). The optimizer owns its state tensors and exposes them by name
-// for checkpoints.
+// only the rows the batch touched (lazy updates, kernels/optimizer/optimizer.h), all tables in one
+// pass that reads each table's row count on the device (kernels/optimizer/row_update.h). The
+// optimizer owns its state tensors and exposes them by name for checkpoints.
 #pragma once
 
 #include <map>
@@ -13,6 +13,7 @@
 
 #include "engine/core/parameter_store.h"
 #include "kernels/optimizer/optimizer.h"
+#include "kernels/optimizer/row_update.h"
 
 namespace drgrad::engine {
 
@@ -37,7 +38,10 @@ class Optimizer {
   // One update of every parameter from its current gradient, except those marked with
   // skip_in_next_step (whose marks it then clears). The dense parameters go through one
   // kernels::fused_dense_update over a segment table that is built on the first step and rebuilt
-  // only when the set of parameters or one of their arrays changes.
+  // only when the set of parameters or one of their arrays changes; the embedding tables' touched
+  // rows through one kernels::fused_row_update over a table of their arrays (rebuilt when one
+  // moves: the per-step gradient and row arrays usually do, which costs an upload of about 80
+  // bytes per table but no wait), the row counts read on the device.
   void step(ParameterStore& store);
 
   // For a strategy that updates some dense parameters itself in a fused pass (DRGrad's routed
@@ -75,6 +79,9 @@ class Optimizer {
   // The dense segments of the last step and their table (device copy on CUDA).
   std::vector<kernels::DenseUpdateSegment<T>> dense_segments_;
   kernels::DenseUpdateTable<T> dense_table_;
+  // The same for the embedding tables' touched rows.
+  std::vector<kernels::RowUpdateSegment<T>> row_segments_;
+  kernels::RowUpdateTable<T> row_table_;
   Tensor& state_of(const Parameter& parameter, const char* slot);
   kernels::UpdateRule rule_for(std::int64_t step, double learning_rate) const;
 };

@@ -3,6 +3,7 @@
 // parses, round-trips and reaches every slot.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "engine/config/config.h"
 #include "engine/layers/embedding.h"
 #include "engine/multitask/drgrad_strategy.h"
+#include "engine/multitask/surgery_strategy.h"
 #include "engine/train/trainer.h"
 #include "io/generators/mmoe_generator.h"
 #include "tests/support/gradient_check.h"
@@ -68,6 +70,27 @@ struct Scenario {
       trainer.set_strategy(std::make_unique<DrgradStrategy>(settings, trainer.model()));
     }
     if (fit) trainer.fit();
+    return values_of(trainer);
+  }
+
+  // Trains with `backward` on every slot and PCGrad or CAGrad over the backbone and the
+  // embedding tables (whose per-task gradients then hold capacity rows, zero past the count).
+  std::vector<std::vector<float>> train_with_surgery(EmbeddingBackward backward,
+                                                     SurgeryMethod method) const {
+    ModelSpec spec = model;
+    for (auto& slot : spec.slots) slot.backward = backward;
+    Trainer trainer(spec, optimizer, options,
+                    std::make_unique<InMemoryBatchStream>(train.schema, train.batch,
+                                                          options.batch_size, true, 3),
+                    std::make_unique<InMemoryBatchStream>(eval.schema, eval.batch, 64, false, 3));
+    GradientSurgeryOptions surgery;
+    surgery.method = method;
+    trainer.set_strategy(std::make_unique<SurgeryStrategy>(trainer.model().context(), surgery));
+    trainer.fit();
+    return values_of(trainer);
+  }
+
+  static std::vector<std::vector<float>> values_of(Trainer& trainer) {
     std::vector<std::vector<float>> values;
     for (const auto& parameter : trainer.model().parameters().all()) {
       values.push_back(parameter->value.to_vector<float>());
@@ -108,6 +131,26 @@ TEST_CASE("every embedding backward trains to the same parameters on the CPU",
         // Training moved the parameters: the comparison is not between untouched tables.
         CHECK(host != scenario.train_with(EmbeddingBackward::kHostPlan, drgrad, false));
       }
+    }
+  }
+}
+
+TEST_CASE(
+    "gradient surgery over the embedding tables trains to the same parameters with every "
+    "backward on the CPU",
+    "[embedding][trainer][surgery]") {
+  for (const std::int64_t vocabulary : {15, 5000}) {
+    for (const SurgeryMethod method : {SurgeryMethod::kPcgrad, SurgeryMethod::kCagrad}) {
+      INFO("vocabulary " << vocabulary
+                         << (method == SurgeryMethod::kPcgrad ? ", pcgrad" : ", cagrad"));
+      const Scenario scenario(vocabulary, kernels::Pooling::kSum);
+      const auto host = scenario.train_with_surgery(EmbeddingBackward::kHostPlan, method);
+      const auto device = scenario.train_with_surgery(EmbeddingBackward::kDevicePlan, method);
+      const auto atomic =
+          scenario.train_with_surgery(EmbeddingBackward::kFastNondeterministic, method);
+      CHECK(device == host);
+      CHECK(within_tolerance(atomic, host, 1e-5));
+      CHECK(host != scenario.train_with(EmbeddingBackward::kHostPlan, false, false));
     }
   }
 }
@@ -157,16 +200,31 @@ TEST_CASE("embedding bag gradients and touched rows with every backward setting"
             bag.backward(Tensor::from_vector<double>({4, 5}, upstream), 1);
           },
           30);
-      CHECK(bag.table().touched_rows == std::vector<std::int64_t>{0, 1, 4, 7, 9});
-      CHECK(bag.table().touched_rows_device.to_vector<std::int64_t>() ==
+      // The rows on the device (the first count of the capacity); a host copy only with the host
+      // plan, which had them on the host anyway: a device plan is not read back.
+      const Parameter& table = bag.table();
+      const std::int64_t count = table.touched_row_count_device.to_vector<std::int64_t>().at(0);
+      CHECK(count == 5);
+      CHECK(table.touched_rows_device.narrow_first(0, count).to_vector<std::int64_t>() ==
             std::vector<std::int64_t>{0, 1, 4, 7, 9});
+      CHECK(table.read_touched_rows() == std::vector<std::int64_t>{0, 1, 4, 7, 9});
+      CHECK(table.touched_rows_on_host == (backward == EmbeddingBackward::kHostPlan));
+      CHECK(table.touched_rows.size() == (backward == EmbeddingBackward::kHostPlan ? 5u : 0u));
+      // Capacity: the distinct rows (host plan) or every id of the batch (device plans), the
+      // gradient rows past the count zero.
+      const std::int64_t capacity = backward == EmbeddingBackward::kHostPlan ? 5 : 7;
+      CHECK(table.touched_row_capacity() == capacity);
+      CHECK(table.gradient.dim(0) == capacity);
+      const auto gradient_rows = table.gradient.to_vector<double>();
+      CHECK(std::all_of(gradient_rows.begin() + 5 * 3, gradient_rows.end(),
+                        [](double value) { return value == 0.0; }));
 
       // A batch of empty bags touches nothing; the next batch plans afresh.
       const io::SparseColumn empty{{}, {0, 0, 0}};
       Tensor out = Tensor::zeros({2, 5}, DType::kFloat64);
       bag.forward(empty, 2, out, 1);
       bag.backward(Tensor::zeros({2, 5}, DType::kFloat64), 1);
-      CHECK(bag.table().touched_rows.empty());
+      CHECK(bag.table().read_touched_rows().empty());
       CHECK(bag.table().gradient.dim(0) == 0);
     }
   }

@@ -29,6 +29,7 @@ ParameterStore make_store(Random& random) {
                                        random_values(random, 20, -1, 1), /*row_sparse=*/true);
   table.touched_rows = {1, 3};
   table.touched_rows_device = Tensor::from_vector<std::int64_t>({2}, {1, 3});
+  table.touched_row_count_device = Tensor::from_vector<std::int64_t>({1}, {2});
   table.gradient = Tensor::from_vector<double>({2, 4}, random_values(random, 8, -1, 1));
   return store;
 }

@@ -57,9 +57,10 @@ inline void check_parameter_gradients(ParameterStore& store, const std::function
       const auto rows = parameter.gradient.defined() ? parameter.gradient.to_vector<double>()
                                                      : std::vector<double>{};
       const std::int64_t dim = parameter.value.dim(1);
-      for (std::size_t r = 0; r < parameter.touched_rows.size(); ++r) {
+      const std::vector<std::int64_t> touched_rows = parameter.read_touched_rows();
+      for (std::size_t r = 0; r < touched_rows.size(); ++r) {
         for (std::int64_t j = 0; j < dim; ++j) {
-          analytic[parameter.touched_rows[r] * dim + j] = rows[r * dim + j];
+          analytic[touched_rows[r] * dim + j] = rows[r * dim + j];
         }
       }
     } else {
