@@ -31,9 +31,13 @@ if ((${#missing[@]})); then
 fi
 
 if [ ! -f "$build_dir/build.ninja" ]; then
+  # ccache, when installed, makes rebuilds in fresh build folders cheap; it is not required.
+  launcher=()
+  command -v ccache >/dev/null &&
+    launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DDRGRAD_CUDA="${DRGRAD_CUDA:-AUTO}" \
-    -DDRGRAD_WARNINGS_AS_ERRORS="${DRGRAD_WARNINGS_AS_ERRORS:-OFF}"
+    -DDRGRAD_WARNINGS_AS_ERRORS="${DRGRAD_WARNINGS_AS_ERRORS:-OFF}" "${launcher[@]}"
 fi
 cmake --build "$build_dir" -j "$jobs"
 
