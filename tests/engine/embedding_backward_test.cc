@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -152,6 +153,45 @@ TEST_CASE(
       CHECK(within_tolerance(atomic, host, 1e-5));
       CHECK(host != scenario.train_with(EmbeddingBackward::kHostPlan, false, false));
     }
+  }
+}
+
+TEST_CASE(
+    "a NaN batch leaves the embedding tables and their optimizer state as before with every "
+    "backward",
+    "[embedding][trainer][nan]") {
+  const Scenario scenario(15, kernels::Pooling::kSum);
+  for (const auto backward : {EmbeddingBackward::kHostPlan, EmbeddingBackward::kDevicePlan,
+                              EmbeddingBackward::kFastNondeterministic}) {
+    INFO("backward " << static_cast<int>(backward));
+    ModelSpec spec = scenario.model;
+    for (auto& slot : spec.slots) slot.backward = backward;
+    Trainer trainer(spec, scenario.optimizer, scenario.options,
+                    std::make_unique<InMemoryBatchStream>(scenario.train.schema,
+                                                          scenario.train.batch, 16, false, 3),
+                    nullptr);
+    InMemoryBatchStream stream(scenario.train.schema, scenario.train.batch, 16, false, 3);
+    for (int step = 0; step < 2; ++step) trainer.train_step(*stream.next());
+    // The tables and every optimizer state tensor of theirs.
+    const auto embedding_state = [&trainer] {
+      std::map<std::string, std::vector<float>> state;
+      for (const auto& parameter : trainer.model().parameters().all()) {
+        if (!parameter->row_sparse) continue;
+        state[parameter->name] = parameter->value.to_vector<float>();
+      }
+      for (const auto& [name, tensor] : trainer.optimizer().state()) {
+        if (name.rfind("embeddings/", 0) == 0) state[name] = tensor.to_vector<float>();
+      }
+      return state;
+    };
+    const auto before = embedding_state();
+    io::Batch bad = *stream.next();
+    bad.labels[0] = std::nanf("");
+    CHECK_THROWS_WITH(trainer.train_step(bad), Catch::Contains("refused on the device"));
+    CHECK(embedding_state() == before);
+    // The step before it did move the tables: the comparison is not between idle tables.
+    trainer.train_step(*stream.next());
+    CHECK(embedding_state() != before);
   }
 }
 
