@@ -38,7 +38,8 @@ __global__ void fused_row_update_kernel(UpdateRule rule, const RowUpdateSegment<
   const std::int64_t threads = std::int64_t(gridDim.x) * blockDim.x;
   const std::int64_t thread = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   for (std::int64_t s = 0; s < num_segments; ++s) {
-    update_segment_rows(rule, segments[s], thread, threads);
+    const RowUpdateSegment<float> segment = segments[s];  // one load of the record per thread
+    update_segment_rows(rule, segment, thread, threads);
   }
 }
 
