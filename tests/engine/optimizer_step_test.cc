@@ -1,9 +1,14 @@
 // engine::Optimizer on its multi-tensor path: one step gives the bits of the single-array kernel
 // steps per parameter (dense and row-sparse), a parameter marked as already updated is left alone
-// once, and a gradient array that moves is picked up (the cached segment table is rebuilt).
+// once, a gradient array that moves is picked up (the cached segment table is rebuilt), and
+// embedding tables given at a capacity with their row counts in memory update only the counted
+// rows, with the count read when the step runs.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "engine/core/random.h"
@@ -161,4 +166,59 @@ TEST_CASE("optimizer follows a gradient array that moved", "[optimizer]") {
   optimizer.step(store);
   const auto after = bias.value.to_vector<double>();
   for (std::size_t i = 0; i < before.size(); ++i) CHECK(after[i] == before[i] - 1.0);
+}
+
+TEST_CASE(
+    "optimizer updates the first count rows of every table's capacity, the count read as it runs",
+    "[optimizer]") {
+  // Two tables whose touched rows are given as a device plan leaves them: room for more rows than
+  // were touched, poison past the count (a row outside the table, NaN gradients), no host copy.
+  const auto make_tables = [](Random& random) {
+    ParameterStore store(DType::kFloat64);
+    store.add<double>("embeddings/a", "embeddings", {6, 3}, random_values(random, 18, -1, 1), true);
+    store.add<double>("embeddings/b", "embeddings", {4, 2}, random_values(random, 8, -1, 1), true);
+    const double nan = std::nan("");
+    Parameter& a = store.get("embeddings/a");
+    a.touched_rows_device = Tensor::from_vector<std::int64_t>({5}, {4, 0, 2, 99, 99});
+    a.touched_row_count_device = Tensor::from_vector<std::int64_t>({1}, {3});
+    std::vector<double> a_gradient = random_values(random, 15, -1, 1);
+    std::fill(a_gradient.begin() + 9, a_gradient.end(), nan);
+    a.gradient = Tensor::from_vector<double>({5, 3}, a_gradient);
+    Parameter& b = store.get("embeddings/b");
+    b.touched_rows_device = Tensor::from_vector<std::int64_t>({4}, {3, 1, 0, 2});
+    b.touched_row_count_device = Tensor::from_vector<std::int64_t>({1}, {4});
+    b.gradient = Tensor::from_vector<double>({4, 2}, random_values(random, 8, -1, 1));
+    return store;
+  };
+  for (const OptimizerKind kind :
+       {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdagrad}) {
+    INFO("optimizer " << static_cast<int>(kind));
+    OptimizerSpec spec;
+    spec.kind = kind;
+    spec.learning_rate = 0.05;
+    spec.weight_decay = 1e-3;
+    Random random_a(6), random_b(6);
+    ParameterStore fused = make_tables(random_a);
+    ParameterStore reference = make_tables(random_b);
+    Optimizer<double> fused_optimizer(spec, fused);
+    Optimizer<double> reference_state(spec, reference);
+    for (std::int64_t step = 1; step <= 3; ++step) {
+      // Step 2 touches one row of table a: the count changes in place, the arrays stay.
+      const std::int64_t a_count = step == 2 ? 1 : 3;
+      fused.get("embeddings/a").touched_row_count_device.data<std::int64_t>()[0] = a_count;
+      for (const char* name : {"embeddings/a", "embeddings/b"}) {
+        Parameter& p = reference.get(name);
+        const std::int64_t count = std::string(name) == "embeddings/a" ? a_count : 4;
+        auto rows = p.touched_rows_device.to_vector<std::int64_t>();
+        p.touched_rows.assign(rows.begin(), rows.begin() + count);  // reference_step's count
+      }
+      fused_optimizer.step(fused);
+      reference_step(spec, step, reference, reference_state);
+      CHECK(weights_of(fused) == weights_of(reference));
+    }
+    for (const auto& [name, tensor] : fused_optimizer.state()) {
+      INFO(name);
+      CHECK(tensor.to_vector<double>() == reference_state.state().at(name).to_vector<double>());
+    }
+  }
 }
