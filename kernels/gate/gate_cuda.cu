@@ -1,7 +1,8 @@
 // CUDA twin of kernels/gate/gate.h. Row softmax: one warp per row, lanes across the columns,
 // max and sum by warp shuffles. Gated combination: one thread per (sample, column) that visits
 // the selected experts in order; the gate gradient is one warp per (sample, expert). Every output
-// element has exactly one writer, so no atomics and the same bits on every run.
+// element has exactly one writer, so no atomics and the same bits on every run. The fused gate
+// (gate_combine_*) does both in one kernel each way, one warp per sample (see the kernels).
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -10,6 +11,7 @@
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/launch.cuh"
 #include "kernels/gate/gate.h"
+#include "kernels/gate/gate_math.h"
 
 namespace drgrad::kernels::cuda {
 namespace {
@@ -138,6 +140,100 @@ __global__ void gated_combination_gate_gradient_kernel(const float* experts, con
   }
 }
 
+// ---- The fused gate: softmax and gated combination in one kernel each way ----------------------
+
+constexpr int kWarpsPerBlock = kBlockSize / kWarpSize;
+constexpr int kMaxGateColumns = ExpertSelection::kMaxExperts;
+
+// One warp per sample. The warp's lanes hold the sample's logits (columns lane and lane + 32),
+// reduce max and sum by shuffles, and leave the probabilities in the warp's slice of shared
+// memory; then each lane combines the selected experts for its columns of dim, visiting them in
+// selection order (the CPU twin's order). Each lane reads its logits before writing its
+// probabilities, so probabilities may alias logits.
+__global__ void gate_combine_forward_kernel(const float* logits, const float* experts,
+                                            ExpertSelection selection, std::int64_t batch,
+                                            std::int64_t dim, float* probabilities, float* out) {
+  __shared__ float gate_of_warp[kWarpsPerBlock][kMaxGateColumns];
+  float* gate = gate_of_warp[threadIdx.x / kWarpSize];
+  const WarpGrid warps = warp_grid();
+  const int lane = warps.lane;
+  const int count = selection.count;
+  for (std::int64_t b = warps.first; b < batch; b += warps.stride) {
+    const float* in = logits + b * count;
+    float peak = -INFINITY;
+    for (int c = lane; c < count; c += kWarpSize) peak = fmaxf(peak, in[c]);
+    peak = warp_max(peak);
+    float total = 0.f;
+    for (int c = lane; c < count; c += kWarpSize) {
+      const float e = expf(in[c] - peak);
+      gate[c] = e;
+      total += e;
+    }
+    total = warp_sum(total);
+    for (int c = lane; c < count; c += kWarpSize) {
+      const float p = gate[c] / total;
+      gate[c] = p;
+      probabilities[b * count + c] = p;
+    }
+    __syncwarp();  // every lane reads every probability below
+    for (std::int64_t j = lane; j < dim; j += kWarpSize) {
+      float sum = 0.f;
+      for (int i = 0; i < count; ++i) {
+        sum = gated_term(sum, gate[i], experts[(selection.index[i] * batch + b) * dim + j]);
+      }
+      out[b * dim + j] = sum;
+    }
+    __syncwarp();  // the next sample overwrites gate
+  }
+}
+
+// One warp per (task, sample): item = task * batch + sample. For each selected expert in order,
+// the lanes walk their columns of dim, accumulating d_experts (lane j's elements are written by
+// lane j only, one expert after another, so a selection naming an expert twice still has one
+// writer per element and the CPU twin's order) and the partial dot product d_p, which a
+// butterfly warp reduction completes in a fixed pattern. Then the softmax backward over the
+// sample's columns. Tasks write disjoint slices of d_experts (task_stride apart).
+__global__ void gate_combine_backward_kernel(const float* experts, const float* probabilities,
+                                             const float* d_out, ExpertSelection selection,
+                                             std::int64_t tasks, std::int64_t batch,
+                                             std::int64_t dim, std::int64_t d_experts_task_stride,
+                                             float* d_experts, float* d_logits) {
+  __shared__ float gate_of_warp[kWarpsPerBlock][kMaxGateColumns];
+  __shared__ float d_gate_of_warp[kWarpsPerBlock][kMaxGateColumns];
+  float* gate = gate_of_warp[threadIdx.x / kWarpSize];
+  float* d_gate = d_gate_of_warp[threadIdx.x / kWarpSize];
+  const WarpGrid warps = warp_grid();
+  const int lane = warps.lane;
+  const int count = selection.count;
+  for (std::int64_t item = warps.first; item < tasks * batch; item += warps.stride) {
+    const std::int64_t task = item / batch, b = item - task * batch;
+    const float* upstream = d_out + item * dim;
+    float* d_experts_of_task = d_experts + task * d_experts_task_stride;
+    for (int c = lane; c < count; c += kWarpSize) gate[c] = probabilities[b * count + c];
+    __syncwarp();
+    for (int i = 0; i < count; ++i) {
+      const std::int64_t offset = (selection.index[i] * batch + b) * dim;
+      const float weight = gate[i];
+      float inner = 0.f;
+      for (std::int64_t j = lane; j < dim; j += kWarpSize) {
+        const float u = upstream[j];
+        inner = gated_term(inner, experts[offset + j], u);
+        d_experts_of_task[offset + j] = gated_term(d_experts_of_task[offset + j], weight, u);
+      }
+      inner = warp_sum(inner);  // the same value in every lane
+      if (lane == i % kWarpSize) d_gate[i] = inner;
+    }
+    __syncwarp();
+    float inner = 0.f;
+    for (int c = lane; c < count; c += kWarpSize) inner += gate[c] * d_gate[c];
+    inner = warp_sum(inner);
+    for (int c = lane; c < count; c += kWarpSize) {
+      d_logits[item * count + c] = softmax_logit_gradient(gate[c], d_gate[c], inner);
+    }
+    __syncwarp();  // the next item overwrites gate and d_gate
+  }
+}
+
 void check_rows(const char* op, std::int64_t rows, std::int64_t cols) {
   if (rows < 0 || cols < 0) {
     throw std::invalid_argument(std::string(op) + ": rows " + std::to_string(rows) + " and cols " +
@@ -211,6 +307,45 @@ void gated_combination_backward(const Context& ctx, const float* experts, const 
   gated_combination_gate_gradient_kernel<<<grid_for_warps(batch * selection.count), kBlockSize, 0,
                                            stream>>>(experts, d_out, selection, batch, dim, d_gate);
   DRGRAD_CUDA_CHECK_LAUNCH(gated_combination_gate_gradient_kernel);
+}
+
+void gate_combine_forward(const Context& ctx, const float* logits, const float* experts,
+                          const ExpertSelection& selection, std::int64_t batch, std::int64_t dim,
+                          float* probabilities, float* out) {
+  check_selection("gate_combine_forward", selection, batch, dim);
+  if (batch == 0) return;
+  gate_combine_forward_kernel<<<grid_for_warps(batch), kBlockSize, 0, stream_of(ctx)>>>(
+      logits, experts, selection, batch, dim, probabilities, out);
+  DRGRAD_CUDA_CHECK_LAUNCH(gate_combine_forward_kernel);
+}
+
+void gate_combine_backward(const Context& ctx, const float* experts, const float* probabilities,
+                           const float* d_out, const ExpertSelection& selection, std::int64_t batch,
+                           std::int64_t dim, float* d_experts, float* d_logits) {
+  check_selection("gate_combine_backward", selection, batch, dim);
+  if (batch == 0 || selection.count == 0) return;
+  gate_combine_backward_kernel<<<grid_for_warps(batch), kBlockSize, 0, stream_of(ctx)>>>(
+      experts, probabilities, d_out, selection, 1, batch, dim, 0, d_experts, d_logits);
+  DRGRAD_CUDA_CHECK_LAUNCH(gate_combine_backward_kernel);
+}
+
+void gate_combine_backward_stacked(const Context& ctx, const float* experts,
+                                   const float* probabilities, const float* d_out_stacked,
+                                   const ExpertSelection& selection, std::int64_t tasks,
+                                   std::int64_t num_experts_total, std::int64_t batch,
+                                   std::int64_t dim, float* d_experts_stacked,
+                                   float* d_logits_stacked) {
+  check_selection("gate_combine_backward_stacked", selection, batch, dim);
+  if (tasks < 0 || num_experts_total < 0) {
+    throw std::invalid_argument("gate_combine_backward_stacked: tasks " + std::to_string(tasks) +
+                                " and num_experts_total " + std::to_string(num_experts_total) +
+                                " must be non-negative");
+  }
+  if (tasks == 0 || batch == 0 || selection.count == 0) return;
+  gate_combine_backward_kernel<<<grid_for_warps(tasks * batch), kBlockSize, 0, stream_of(ctx)>>>(
+      experts, probabilities, d_out_stacked, selection, tasks, batch, dim,
+      num_experts_total * batch * dim, d_experts_stacked, d_logits_stacked);
+  DRGRAD_CUDA_CHECK_LAUNCH(gate_combine_backward_kernel);
 }
 
 }  // namespace drgrad::kernels::cuda
