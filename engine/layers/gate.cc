@@ -1,4 +1,5 @@
-// SoftmaxGate: a linear layer to gate logits, row softmax, and the gated combination.
+// SoftmaxGate: a linear layer to gate logits, then the fused softmax and gated combination
+// (kernels::gate_combine_*, one kernel each way on CUDA).
 #include "engine/layers/gate.h"
 
 #include <stdexcept>
@@ -35,11 +36,9 @@ Tensor SoftmaxGate<T>::forward(const Tensor& x, const Tensor& experts) {
   experts_ = experts;
   Tensor logits = logits_.forward(x);
   probabilities_ = Tensor(logits.shape(), logits.dtype(), logits.device());
-  kernels::softmax_rows_forward<T>(ctx_, logits.data<T>(), probabilities_.data<T>(), batch,
-                                   selection_.count);
   Tensor out(Shape{batch, dim}, dtype_of<T>(), x.device());
-  kernels::gated_combination_forward<T>(ctx_, experts.data<T>(), probabilities_.data<T>(),
-                                        selection_, batch, dim, out.data<T>());
+  kernels::gate_combine_forward<T>(ctx_, logits.data<T>(), experts.data<T>(), selection_, batch,
+                                   dim, probabilities_.data<T>(), out.data<T>());
   return out;
 }
 
@@ -47,13 +46,10 @@ template <typename T>
 Tensor SoftmaxGate<T>::backward(const Tensor& d_out, Tensor& d_experts, bool need_input_gradient) {
   const std::int64_t batch = d_out.dim(0);
   const std::int64_t dim = d_out.dim(1);
-  Tensor d_probabilities(probabilities_.shape(), probabilities_.dtype(), d_out.device());
-  kernels::gated_combination_backward<T>(ctx_, experts_.data<T>(), probabilities_.data<T>(),
-                                         d_out.data<T>(), selection_, batch, dim,
-                                         d_experts.data<T>(), d_probabilities.data<T>());
   Tensor d_logits(probabilities_.shape(), probabilities_.dtype(), d_out.device());
-  kernels::softmax_rows_backward<T>(ctx_, probabilities_.data<T>(), d_probabilities.data<T>(),
-                                    d_logits.data<T>(), batch, selection_.count);
+  kernels::gate_combine_backward<T>(ctx_, experts_.data<T>(), probabilities_.data<T>(),
+                                    d_out.data<T>(), selection_, batch, dim, d_experts.data<T>(),
+                                    d_logits.data<T>());
   return logits_.backward(d_logits, need_input_gradient);
 }
 
@@ -75,19 +71,12 @@ Tensor SoftmaxGate<T>::backward_stacked(const Tensor& d_out_stacked, Tensor& d_e
                                 shape_to_string(d_experts_stacked.shape()));
   }
   const std::int64_t count = selection_.count;
-  // The probabilities and expert outputs are shared; each task's upstream goes through them.
-  Tensor d_probabilities(Shape{tasks, batch, count}, dtype_of<T>(), d_out_stacked.device());
+  // The probabilities and expert outputs are shared; each task's upstream goes through them (one
+  // launch for all tasks on CUDA).
   Tensor d_logits(Shape{tasks, batch, count}, dtype_of<T>(), d_out_stacked.device());
-  for (std::int64_t k = 0; k < tasks; ++k) {
-    kernels::gated_combination_backward<T>(
-        ctx_, experts_.data<T>(), probabilities_.data<T>(),
-        d_out_stacked.data<T>() + k * batch * dim, selection_, batch, dim,
-        d_experts_stacked.data<T>() + k * all_experts * batch * dim,
-        d_probabilities.data<T>() + k * batch * count);
-    kernels::softmax_rows_backward<T>(ctx_, probabilities_.data<T>(),
-                                      d_probabilities.data<T>() + k * batch * count,
-                                      d_logits.data<T>() + k * batch * count, batch, count);
-  }
+  kernels::gate_combine_backward_stacked<T>(
+      ctx_, experts_.data<T>(), probabilities_.data<T>(), d_out_stacked.data<T>(), selection_,
+      tasks, all_experts, batch, dim, d_experts_stacked.data<T>(), d_logits.data<T>());
   return logits_.backward_stacked(d_logits, need_input_gradient);
 }
 
@@ -103,13 +92,10 @@ Tensor SoftmaxGate<T>::backward_task(std::int64_t task, std::int64_t tasks, cons
         shape_to_string(d_experts.shape()));
   }
   const std::int64_t count = selection_.count;
-  Tensor d_probabilities(Shape{batch, count}, dtype_of<T>(), d_out.device());
-  kernels::gated_combination_backward<T>(ctx_, experts_.data<T>(), probabilities_.data<T>(),
-                                         d_out.data<T>(), selection_, batch, dim,
-                                         d_experts.data<T>(), d_probabilities.data<T>());
   Tensor d_logits(Shape{batch, count}, dtype_of<T>(), d_out.device());
-  kernels::softmax_rows_backward<T>(ctx_, probabilities_.data<T>(), d_probabilities.data<T>(),
-                                    d_logits.data<T>(), batch, count);
+  kernels::gate_combine_backward<T>(ctx_, experts_.data<T>(), probabilities_.data<T>(),
+                                    d_out.data<T>(), selection_, batch, dim, d_experts.data<T>(),
+                                    d_logits.data<T>());
   return logits_.backward_task(task, tasks, d_logits, need_input_gradient);
 }
 
