@@ -74,7 +74,10 @@ __global__ void embedding_bag_backward_kernel(
         const std::int64_t b = occurrence_samples[o];
         const float scale =
             embedding_math::bag_gradient_scale<float>(pooling, offsets[b + 1] - offsets[b]);
-        total += scale * d_out[b * out_stride + j];
+        // Product and sum rounded separately, as the CPU twin does: nvcc would otherwise contract
+        // them into one fused multiply-add, and with mean pooling (scale = 1 / bag size) the bits
+        // would differ from the CPU backward's and the host plan's promise of equal bits.
+        total = __fadd_rn(total, __fmul_rn(scale, d_out[b * out_stride + j]));
       }
       gradient[j] = total;
     }
