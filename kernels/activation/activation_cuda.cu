@@ -24,7 +24,7 @@ __global__ void activation_forward_kernel(Activation f, const float* x, float* y
         y[i] = v;
         break;
       case Activation::kRelu:
-        y[i] = v > 0.f ? v : 0.f;
+        y[i] = v < 0.f ? 0.f : v;  // NaN passes, as in the CPU twin (a NaN must reach the loss)
         break;
       case Activation::kMish:
         y[i] = v * tanhf(softplus(v));
