@@ -384,4 +384,45 @@ TEST_CASE("dense op on CUDA runs on the context's stream", "[gpu][dense]") {
   check_close(db_device.download(), db, kGemmTolerance * 4, "db on a stream");
 }
 
+TEST_CASE("dense forward on CUDA lets a NaN input reach y, as the CPU twin does", "[gpu][dense]") {
+  DRGRAD_REQUIRE_GPU();
+  // A NaN feature in sample 0 makes every z of that sample NaN. The CPU twin (and drgrad's
+  // kernels, dense_math.h) pass NaN through every activation, relu included, so that the loss
+  // turns NaN and the trainer refuses the step. A fused epilogue that clips NaN to 0 (relu as
+  // max(z, 0)) would hide the NaN from the loss while the weight gradient x^T dz still turns NaN:
+  // this checks that no implementation, mask or not, differs from the CPU there.
+  auto random = fresh_generator();
+  const DenseShape s{9, 40, 72};
+  auto x = random_floats(random, s.batch * s.in, -1.f, 1.f);
+  x[3] = std::numeric_limits<float>::quiet_NaN();
+  const auto w = random_floats(random, s.in * s.out, -1.f, 1.f);
+  const auto bias = random_floats(random, s.out, -0.5f, 0.5f);
+  DeviceBuffer<float> x_device(x), w_device(w), bias_device(bias);
+  DeviceBuffer<char> mask_device(kernels::dense_relu_mask_bytes(s));
+  for (DenseEpilogue epilogue : kEpilogues) {
+    std::vector<float> y_cpu(s.batch * s.out), z_cpu(s.batch * s.out);
+    kernels::cpu::dense_forward<float>(s, epilogue, x.data(), w.data(), bias.data(), y_cpu.data(),
+                                       z_cpu.data());
+    for (DenseImplementation implementation : kImplementations) {
+      for (bool with_mask : {false, true}) {
+        if (with_mask && epilogue != DenseEpilogue::kBiasRelu) continue;
+        DeviceBuffer<float> y_device(s.batch * s.out), z_device(s.batch * s.out);
+        kernels::ReluMask mask{mask_device.data(), false};
+        kernels::cuda::dense_forward(cuda_context(), s, epilogue, x_device.data(), w_device.data(),
+                                     bias_device.data(), y_device.data(), z_device.data(),
+                                     with_mask ? &mask : nullptr, implementation);
+        const auto y = y_device.download();
+        std::size_t differ = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) {
+          if (std::isnan(y[i]) != std::isnan(y_cpu[i])) ++differ;
+        }
+        INFO(describe(s, epilogue, MatmulPrecision::kFp32, implementation)
+             << (with_mask ? (mask.written ? " with the relu mask written" : " mask refused") : "")
+             << ": " << differ << " outputs NaN on one twin only (sample 0 is NaN on the CPU)");
+        CHECK(differ == 0);
+      }
+    }
+  }
+}
+
 }  // namespace drgrad::gpu_test
