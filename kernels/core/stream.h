@@ -125,6 +125,8 @@ void destroy_event(void* event);
 // cudaMemcpyAsync device -> host, then cudaEventRecord(event) on the same stream.
 void copy_to_host_and_record(void* host, const void* device_source, std::size_t bytes, void* stream,
                              void* event);
+// True when the event's work is done. A "not ready" answer leaves no error behind for later
+// checks (cudaPeekAtLastError after a launch).
 bool event_done(void* event);
 void wait_event(void* event);
 }  // namespace cuda

@@ -58,7 +58,13 @@ void copy_to_host_and_record(void* host, const void* device_source, std::size_t 
 
 bool event_done(void* event) {
   const cudaError_t status = cudaEventQuery(static_cast<cudaEvent_t>(event));
-  if (status == cudaErrorNotReady) return false;
+  if (status == cudaErrorNotReady) {
+    // "Not ready" is an answer, not a failure, but the runtime keeps it as the thread's last
+    // error: left there, the next launch check (cudaPeekAtLastError) would throw it. Clear it,
+    // and only it, so that an earlier real error is not hidden.
+    if (cudaPeekAtLastError() == cudaErrorNotReady) static_cast<void>(cudaGetLastError());
+    return false;
+  }
   DRGRAD_CUDA_CHECK(status);
   return true;
 }

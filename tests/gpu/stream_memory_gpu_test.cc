@@ -144,6 +144,33 @@ TEST_CASE("host readback lands in page-locked memory after the stream's earlier 
   kernels::release(device, source);
 }
 
+TEST_CASE("asking a readback that has not landed leaves no error for the next launch check",
+          "[gpu][stream]") {
+  DRGRAD_REQUIRE_GPU();
+  const kernels::Device device = kernels::Device::cuda(0);
+  kernels::Stream stream(device);
+  kernels::CurrentStreamGuard guard(device, stream.get());
+  // Enough work ahead of the copy (a few GiB of fills) that it has not landed when asked at once.
+  const std::size_t bytes = std::size_t(1) << 30;
+  void* busy = kernels::allocate(device, bytes);
+  kernels::HostReadback readback(device, sizeof(std::int64_t));
+  std::int64_t polls_not_ready = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int fill = 0; fill < 8; ++fill) kernels::zero_bytes(device, busy, bytes);
+    readback.start(busy, sizeof(std::int64_t));
+    while (!readback.ready()) {
+      ++polls_not_ready;
+      // What DRGRAD_CUDA_CHECK_LAUNCH looks at after every kernel launch.
+      REQUIRE(cudaPeekAtLastError() == cudaSuccess);
+    }
+    CHECK(*static_cast<const std::int64_t*>(readback.wait()) == 0);
+  }
+  INFO("not ready " << polls_not_ready << " times");
+  CHECK(polls_not_ready > 0);  // the check above ran at least once
+  CHECK(cudaPeekAtLastError() == cudaSuccess);
+  kernels::release(device, busy);
+}
+
 TEST_CASE("a stream-ordered allocation larger than the device names its size", "[gpu][stream]") {
   DRGRAD_REQUIRE_GPU();
   const kernels::Device device = kernels::Device::cuda(0);
