@@ -66,7 +66,31 @@ std::unique_ptr<MultiTaskStrategy> make_strategy(const Config& config,
   return std::make_unique<SurgeryStrategy>(model.context(), options);
 }
 
+void require_usable_device(const kernels::Device& device) {
+  if (device.is_cpu()) return;
+  const std::string key = "training.device = \"" + device.to_string() + "\"";
+  if (!kernels::built_with_cuda()) {
+    throw ConfigError(key +
+                      ": this drgrad build has no CUDA backend; set training.device = \"cpu\" "
+                      "(--set training.device=cpu) or rebuild with -DDRGRAD_CUDA=ON");
+  }
+  const int count = kernels::cuda_device_count();
+  if (count == 0) {
+    throw ConfigError(key +
+                      ": no usable CUDA device on this machine (no GPU is visible, or the NVIDIA "
+                      "driver is missing or older than this build's CUDA runtime); set "
+                      "training.device = \"cpu\" (--set training.device=cpu) or run on a machine "
+                      "with a GPU and a current driver (nvidia-smi shows both)");
+  }
+  if (device.index < 0 || device.index >= count) {
+    throw ConfigError(key + ": this machine has " + std::to_string(count) +
+                      " CUDA device(s), numbered 0 to " + std::to_string(count - 1) +
+                      "; pick one of those or set training.device = \"cpu\"");
+  }
+}
+
 RunSetup prepare_run(const Config& config) {
+  require_usable_device(config.training.device);
   RunSetup setup;
   const auto seed = static_cast<std::uint64_t>(config.training.seed);
   const std::int64_t batch_size = config.training.batch_size;
