@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 
 namespace drgrad::engine::config_internal {
 
@@ -122,6 +123,9 @@ std::optional<std::string> Codec<kernels::Device>::read(const toml::node& node,
     out = kernels::parse_device(value->get());
   } catch (const std::invalid_argument&) {
     return "has unknown value " + quote_string(value->get()) + "; expected cpu, cuda or cuda:N";
+  } catch (const std::out_of_range&) {  // std::stoi of an index past int
+    return "has device index " + quote_string(value->get()) +
+           " out of range; expected cpu, cuda or cuda:N with N a device number (0 for the first)";
   }
   return std::nullopt;
 }

@@ -194,6 +194,13 @@ TEST_CASE("config: bad enum values list the allowed ones", "[config]") {
   const std::string device = error_of([] { parse("[training]\ndevice = \"tpu\"\n"); });
   CHECK_THAT(device, Contains("training.device"));
   CHECK_THAT(device, Contains("cpu, cuda or cuda:N"));
+
+  // An index past int made std::stoi throw std::out_of_range, which left as "error: stoi".
+  const std::string huge = error_of([] { parse("[training]\ndevice = \"cuda:99999999999\"\n"); });
+  CHECK_THAT(huge, Contains("cfg.toml:2"));
+  CHECK_THAT(huge, Contains("training.device"));
+  CHECK_THAT(huge, Contains("\"cuda:99999999999\""));
+  CHECK_THAT(huge, Contains("cpu, cuda or cuda:N"));
 }
 
 TEST_CASE("config: out-of-range values name the key, the line and the rule", "[config]") {
