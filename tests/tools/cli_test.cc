@@ -130,3 +130,24 @@ TEST_CASE("drgrad reports broken configs with the key and the line", "[cli]") {
     CHECK_THAT(result.output, Catch::Contains("nope.ckpt"));
   }
 }
+
+TEST_CASE("drgrad train and eval refuse a CUDA device this machine lacks, naming the way out",
+          "[cli]") {
+  // No machine has 4096 GPUs, so this runs the same check with or without a device: the run
+  // stops before the data, the run directory or the first CUDA call (which used to end in
+  // "cudaErrorInsufficientDriver ... in cudaSetDevice" without a GPU).
+  const fs::path dir = scratch("device");
+  write_file(dir / "small.toml", kSmallConfig);
+  const CommandResult trained =
+      run_cli("train --config small.toml --set training.device=cuda:4096", dir);
+  INFO(trained.output);
+  CHECK(trained.exit_code != 0);
+  CHECK_THAT(trained.output, Catch::Contains("training.device = \"cuda:4096\"") &&
+                                 Catch::Contains("training.device = \"cpu\""));
+  CHECK_FALSE(fs::exists(dir / "run"));
+  const CommandResult evaluated =
+      run_cli("eval --config small.toml --set training.device=cuda:4096 --checkpoint x.ckpt", dir);
+  INFO(evaluated.output);
+  CHECK(evaluated.exit_code != 0);
+  CHECK_THAT(evaluated.output, Catch::Contains("training.device = \"cuda:4096\""));
+}
