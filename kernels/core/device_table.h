@@ -30,7 +30,15 @@ class DeviceTable {
     if (device_.is_cuda() && !host_.empty()) {
       const std::size_t bytes = host_.size() * sizeof(Record);
       device_copy_ = allocate(device_, bytes);
-      copy_bytes(device_, device_copy_, Device::cpu(), host_.data(), bytes);
+      try {
+        copy_bytes(device_, device_copy_, Device::cpu(), host_.data(), bytes);
+      } catch (...) {  // a throwing constructor runs no destructor: give the copy back here
+        try {
+          release(device_, device_copy_);
+        } catch (...) {  // the device is already failing: report the first error
+        }
+        throw;
+      }
     }
   }
   DeviceTable(const DeviceTable&) = delete;
