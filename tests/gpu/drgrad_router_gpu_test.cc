@@ -2,7 +2,8 @@
 // their CPU twins, on fresh random towers of awkward sizes (1, not multiples of the block, one
 // larger than a grid's worth of threads), every router form, both scopes, 1 to 16 auxiliary
 // towers (every kernel capacity), every update rule; the products also on inputs with an exact
-// result and for repeating bit for bit; the skip flag.
+// result and for repeating bit for bit; the skip count, of the multi-tensor update and of every
+// router pass that takes one.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -280,4 +281,67 @@ TEST_CASE("CUDA multi-tensor update matches the CPU twin, and the skip flag hold
     }
     host.check_close_to_host(false);
   }
+}
+
+TEST_CASE("CUDA router passes write nothing while the skip count is non-zero", "[gpu][router]") {
+  DRGRAD_REQUIRE_GPU();
+  std::mt19937 random = drgrad::gpu_test::fresh_generator();
+  const auto ctx = drgrad::gpu_test::cuda_context();
+  Tower own(random), shared(random);
+  std::vector<Tower> aux;
+  for (int k = 0; k < 2; ++k) {
+    aux.emplace_back(random);
+    aux.back().follow(own, k == 0 ? 0.5f : -0.75f);
+  }
+  shared.follow(own, 0.25f);
+  const Tables device = tables_for(Device::cuda(0), false, own, shared, aux);
+  kernels::RouterWorkspace workspace(Device::cuda(0));
+  kernels::RouterState start;  // a state the passes would visibly change
+  start.sigma_own = 0.3;
+  start.sigma_shared = 0.2;
+  start.mu_own = 0.7;
+  start.mu_shared = 0.3;
+  start.final_own_norm2 = 11;
+  start.final_shared_norm2 = 13;
+  start.case_counts[2] = 5;
+  workspace.write_state(start);
+  kernels::RouterRule rule;
+  rule.num_aux = 2;
+  const kernels::UpdateRule update = rule_of(UpdateKind::kAdam, 2);
+  DeviceBuffer<std::int64_t> skip(std::vector<std::int64_t>{3});
+  kernels::router_products<float>(ctx, device.products, 2, workspace);  // takes no skip
+  const kernels::RouterState products_only = workspace.read_state();
+  kernels::router_coefficients(ctx, rule, workspace, skip.data());
+  kernels::router_apply<float>(ctx, device.applies, 2, &update, /*write_gradients=*/true, workspace,
+                               skip.data());
+  kernels::router_update_mixing(ctx, 0.9, workspace, skip.data());
+  const kernels::RouterState after = workspace.read_state();
+  CHECK(after.coefficients.own_from_shared == products_only.coefficients.own_from_shared);
+  CHECK(after.coefficients.xi2 == products_only.coefficients.xi2);
+  CHECK(after.final_own_norm2 == start.final_own_norm2);
+  CHECK(after.final_shared_norm2 == start.final_shared_norm2);
+  CHECK(after.sigma_own == start.sigma_own);
+  CHECK(after.sigma_shared == start.sigma_shared);
+  CHECK(after.mu_own == start.mu_own);
+  CHECK(after.mu_shared == start.mu_shared);
+  for (int c = 0; c < 4; ++c) CHECK(after.case_counts[c] == start.case_counts[c]);
+  for (Tower* tower : {&own, &shared, &aux[0], &aux[1]}) {
+    for (std::size_t p = 0; p < kSizes.size(); ++p) {
+      INFO("position " << p);
+      CHECK(tower->device_weights[p].download() == tower->weights[p]);
+      CHECK(tower->device_gradients[p].download() == tower->gradients[p]);
+      CHECK(tower->device_state_a[p].download() == tower->state_a[p]);
+      CHECK(tower->device_state_b[p].download() == tower->state_b[p]);
+    }
+  }
+  // The same passes with the count back at zero do their work.
+  skip.upload({0});
+  kernels::router_coefficients(ctx, rule, workspace, skip.data());
+  kernels::router_apply<float>(ctx, device.applies, 2, &update, true, workspace, skip.data());
+  kernels::router_update_mixing(ctx, 0.9, workspace, skip.data());
+  const kernels::RouterState done = workspace.read_state();
+  CHECK(done.case_counts[0] + done.case_counts[1] + done.case_counts[2] + done.case_counts[3] ==
+        start.case_counts[2] + 2);
+  CHECK(done.sigma_own != start.sigma_own);
+  CHECK(own.device_weights[2].download() != own.weights[2]);
 }

@@ -422,3 +422,72 @@ TEST_CASE("router apply refuses an update without the rule's state", "[router][f
   CHECK_THROWS_WITH(kernels::router_apply<float>(Context::cpu(), table, 1, &adam, false, workspace),
                     Catch::Contains("second moment") && Catch::Contains("position 0"));
 }
+
+TEST_CASE("router passes write nothing while the skip count is non-zero", "[router][fused]") {
+  std::vector<float> weights{0.5f, -0.25f, 1.f}, own{1, 2, 3}, shared{1, -1, 1}, aux{-1, 0, 2};
+  std::vector<float> first(3, 0.1f), second(3, 0.01f);
+  // Each tower its own copies of the weights and state, so that any write shows.
+  std::vector<std::vector<float>> arrays(9);
+  for (int t = 0; t < 3; ++t) {
+    arrays[3 * t] = weights;
+    arrays[3 * t + 1] = first;
+    arrays[3 * t + 2] = second;
+  }
+  const std::vector<std::vector<float>> arrays_before = arrays;
+  const std::vector<std::vector<float>> gradients_before{own, shared, aux};
+  kernels::RouterProductSegment<float> product;
+  product.own = own.data();
+  product.shared = shared.data();
+  product.aux[0] = aux.data();
+  product.n = 3;
+  kernels::RouterApplySegment<float> apply;
+  apply.own = {arrays[0].data(), own.data(), arrays[1].data(), arrays[2].data()};
+  apply.shared = {arrays[3].data(), shared.data(), arrays[4].data(), arrays[5].data()};
+  apply.aux[0] = {arrays[6].data(), aux.data(), arrays[7].data(), arrays[8].data()};
+  apply.n = 3;
+  apply.routed = 1;
+  const auto products = kernels::make_router_product_table<float>(Device::cpu(), 1, {product});
+  const auto applies = kernels::make_router_apply_table<float>(Device::cpu(), 1, {apply});
+  kernels::RouterWorkspace workspace;
+  kernels::RouterState start;
+  start.sigma_own = 0.3;
+  start.sigma_shared = 0.2;
+  start.mu_own = 0.7;
+  start.mu_shared = 0.3;
+  start.final_own_norm2 = 11;
+  start.final_shared_norm2 = 13;
+  start.case_counts[2] = 5;
+  workspace.write_state(start);
+  kernels::RouterRule rule;
+  const kernels::UpdateRule adam = rule_of(UpdateKind::kAdam, 2);
+  std::int64_t skip = 3;
+  kernels::router_products<float>(Context::cpu(), products, 1, workspace);
+  kernels::router_coefficients(Context::cpu(), rule, workspace, &skip);
+  kernels::router_apply<float>(Context::cpu(), applies, 1, &adam, /*write_gradients=*/true,
+                               workspace, &skip);
+  kernels::router_update_mixing(Context::cpu(), 0.9, workspace, &skip);
+  const kernels::RouterState after = workspace.read_state();
+  CHECK(after.products[kernels::kProductOwnNorm2] == 14);  // the products pass takes no skip
+  CHECK(after.coefficients.own_from_shared == 0);
+  CHECK(after.coefficients.xi2 == 0);
+  CHECK(after.final_own_norm2 == start.final_own_norm2);
+  CHECK(after.final_shared_norm2 == start.final_shared_norm2);
+  CHECK(after.sigma_own == start.sigma_own);
+  CHECK(after.sigma_shared == start.sigma_shared);
+  CHECK(after.mu_own == start.mu_own);
+  CHECK(after.mu_shared == start.mu_shared);
+  for (int c = 0; c < 4; ++c) CHECK(after.case_counts[c] == start.case_counts[c]);
+  CHECK(arrays == arrays_before);
+  CHECK(std::vector<std::vector<float>>{own, shared, aux} == gradients_before);
+  // With the count back at zero the same passes do their work.
+  skip = 0;
+  kernels::router_coefficients(Context::cpu(), rule, workspace, &skip);
+  kernels::router_apply<float>(Context::cpu(), applies, 1, &adam, true, workspace, &skip);
+  kernels::router_update_mixing(Context::cpu(), 0.9, workspace, &skip);
+  const kernels::RouterState done = workspace.read_state();
+  CHECK(done.case_counts[0] + done.case_counts[1] + done.case_counts[2] + done.case_counts[3] ==
+        start.case_counts[2] + 1);
+  CHECK(done.coefficients.xi2 != 0);  // <g1', g1''> = 2
+  CHECK(done.sigma_own != start.sigma_own);
+  CHECK(arrays[0] != arrays_before[0]);
+}
