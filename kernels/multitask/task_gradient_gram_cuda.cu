@@ -159,7 +159,8 @@ __global__ void fused_task_gradients_kernel(const float* input, const float* ups
       if (with_gram) task_gram::add_position_products(values, 1, K, bias_pairs);
     }
   }
-  if (with_gram) reduce_pairs_over_block<kPairs>(bias_pairs, bias_partials + blockIdx.x * kPairs);
+  if (with_gram)
+    reduce_pairs_over_block<kPairs>(bias_pairs, bias_partials + std::size_t(blockIdx.x) * kPairs);
 }
 
 // One pass over gradients [K, n] for K <= kMaxFusedGramTasks: every thread keeps all K (K + 1)
