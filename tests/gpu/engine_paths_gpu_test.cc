@@ -129,7 +129,9 @@ std::vector<std::vector<float>> parameter_values(engine::Trainer& trainer) {
   return values;
 }
 
-// Every tensor's rms difference within 1e-4 + 1e-3 rms(expected) (a few Adam steps of 1e-3).
+// Every tensor's rms difference within the training parity test's tensor bound, 5e-3 + 1e-2
+// rms(expected) (docs/gpu.md says why: Adam moves noise-gradient elements by lr whatever their
+// size).
 void check_close(const std::vector<std::vector<float>>& expected,
                  const std::vector<std::vector<float>>& got, engine::Trainer& names) {
   REQUIRE(expected.size() == got.size());
@@ -144,7 +146,7 @@ void check_close(const std::vector<std::vector<float>>& expected,
       value2 += double(expected[p][i]) * double(expected[p][i]);
     }
     const auto n = static_cast<double>(std::max<std::size_t>(expected[p].size(), 1));
-    CHECK(std::sqrt(difference2 / n) <= 1e-4 + 1e-3 * std::sqrt(value2 / n));
+    CHECK(std::sqrt(difference2 / n) <= 5e-3 + 1e-2 * std::sqrt(value2 / n));
   }
 }
 
@@ -167,7 +169,7 @@ void check_path(const PathCase& c) {
   }
   check_close(parameter_values(*cpu), parameter_values(*gpu), *cpu);
   if (c.strategy == "drgrad") {
-    CHECK(gpu->model().mu_own() == Approx(cpu->model().mu_own()).epsilon(1e-3));
+    CHECK(gpu->model().mu_own() == Approx(cpu->model().mu_own()).margin(1e-2));
   }
 
   const engine::Evaluation cpu_eval = cpu->evaluate();
