@@ -12,7 +12,9 @@ Device parse_device(const std::string& text) {
   if (text == "cuda") return Device::cuda(0);
   if (text.rfind("cuda:", 0) == 0) {
     const std::string digits = text.substr(5);
-    if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos) {
+    // At most 9 digits, so the index fits an int (no std::out_of_range from stoi).
+    if (!digits.empty() && digits.size() <= 9 &&
+        digits.find_first_not_of("0123456789") == std::string::npos) {
       return Device::cuda(std::stoi(digits));
     }
   }
