@@ -24,8 +24,26 @@ void throw_cuda_error(int code, const char* call, const char* file, int line) {
         format_out_of_memory(Device::cuda(device_index), where, 0, free_bytes, total_bytes), 0,
         free_bytes, total_bytes);
   }
+  std::string advice;
+  if (error == cudaErrorNoKernelImageForDevice || error == cudaErrorUnsupportedPtxVersion) {
+    int device_index = 0;
+    cudaDeviceProp properties{};
+    if (cudaGetDevice(&device_index) == cudaSuccess &&
+        cudaGetDeviceProperties(&properties, device_index) == cudaSuccess) {
+      advice = "; this GPU (" + std::string(properties.name) + ") has compute capability " +
+               std::to_string(properties.major) + "." + std::to_string(properties.minor) +
+               ", which this build was not compiled for: reconfigure with "
+               "-DCMAKE_CUDA_ARCHITECTURES=" +
+               std::to_string(properties.major * 10 + properties.minor) + " and rebuild";
+    } else {
+      cudaGetLastError();
+      advice =
+          "; this build was not compiled for this GPU: reconfigure with "
+          "-DCMAKE_CUDA_ARCHITECTURES set to its compute capability and rebuild";
+    }
+  }
   throw CudaError(std::string("CUDA error ") + cudaGetErrorName(error) + " (" +
-                  cudaGetErrorString(error) + ") in " + where);
+                  cudaGetErrorString(error) + ") in " + where + advice);
 }
 
 void throw_cublas_error(int status, const char* call, const char* file, int line) {
