@@ -21,9 +21,9 @@ inline unsigned grid_for(std::int64_t n) {
   return static_cast<unsigned>(std::clamp<std::int64_t>(blocks, 1, 65535 * 8));
 }
 
-// Sum of `value` over the block (blockDim.x == kBlockSize, a power of two), valid in thread 0.
-// The tree has a fixed shape, so the result never depends on scheduling. Every thread of the
-// block must call it.
+// Sum of `value` over the block (blockDim.x == kBlockSize, a power of two), returned to every
+// thread. The tree has a fixed shape, so the result never depends on scheduling. Every thread of
+// the block must call it; calls may follow each other directly.
 template <typename T>
 __device__ T block_sum(T value) {
   __shared__ T partial[kBlockSize];
@@ -33,7 +33,10 @@ __device__ T block_sum(T value) {
     if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
     __syncthreads();
   }
-  return partial[0];
+  const T total = partial[0];
+  // Every thread has read the total before a following call may overwrite partial[].
+  __syncthreads();
+  return total;
 }
 
 // The context's stream, or, when it names none, the calling thread's current stream on its
