@@ -213,8 +213,11 @@ int run(const BenchOptions& options, const kernels::Device device) {
   DRGRAD_CUDA_CHECK(cudaGetDeviceProperties(&properties, device.index));
   int runtime_version = 0;
   DRGRAD_CUDA_CHECK(cudaRuntimeGetVersion(&runtime_version));
+  // A blocking stream: the arrays are allocated and uploaded on the legacy default stream
+  // (kernels::allocate / copy_bytes, which return before the upload lands), and only a blocking
+  // stream is ordered after that work; a non-blocking one could read x and W before they arrive.
   cudaStream_t stream = nullptr;
-  DRGRAD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  DRGRAD_CUDA_CHECK(cudaStreamCreate(&stream));
 
   std::printf("# dense_epilogue_bench: fused dense layer on %s\n", device.to_string().c_str());
   std::printf("# device: %s, sm_%d%d, %d SMs, %.1f GiB\n", properties.name, properties.major,
@@ -395,6 +398,8 @@ int run(const BenchOptions& options, const kernels::Device device) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Whole lines reach the log even when a timeout kills the run (stdout is a pipe or file there).
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   try {
     const BenchOptions options = parse(argc, argv);
     const kernels::Device device = kernels::parse_device(options.device);
