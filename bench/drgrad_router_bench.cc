@@ -222,6 +222,8 @@ std::vector<double> time_repeats(const kernels::Context& ctx, int warmup, int re
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Whole lines reach the log even when a timeout kills the run (stdout is a pipe or file there).
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   try {
     Options options = parse_arguments(argc, argv);
     const kernels::Device device = kernels::parse_device(options.device);

@@ -173,6 +173,8 @@ double milliseconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Whole lines reach the log even when a timeout kills the run (stdout is a pipe or file there).
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   try {
     const Options options = parse_arguments(argc, argv);
     const kernels::Device device = kernels::parse_device(options.device);

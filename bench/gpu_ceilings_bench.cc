@@ -342,6 +342,8 @@ int run(const BenchOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Whole lines reach the log even when a timeout kills the run (stdout is a pipe or file there).
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   try {
     return run(parse_arguments(argc, argv));
   } catch (const std::exception& error) {

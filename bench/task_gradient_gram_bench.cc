@@ -159,6 +159,8 @@ double time_call(const kernels::Context& ctx, const BenchOptions& options, Call&
 }  // namespace
 
 int main(int argc, char** argv) try {
+  // Whole lines reach the log even when a timeout kills the run (stdout is a pipe or file there).
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const BenchOptions options = parse(argc, argv);
   const kernels::Device device = kernels::parse_device(options.device);
   if (bench::skip_without_device(device, "task_gradient_gram_bench")) return 0;
