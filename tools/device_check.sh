@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared check for a GPU machine: report the machine, build the CUDA backend (against
-# the Debian packages carried in .deps/ when the machine lacks them), run the GPU tests, the whole
-# test suite and any GPU benchmarks, and leave every log plus summary.txt in OUT_DIR.
+# the Debian packages carried in .deps/ when the machine lacks them), then in order of value: the
+# GPU tests, the end-to-end GPU benchmark with its PyTorch peer, the kernel benchmarks, the CPU
+# tests, compute-sanitizer; every log plus summary.txt lands in OUT_DIR.
 #   tools/device_check.sh OUT_DIR
 # Never hangs (every step runs under `timeout`, all of them inside one overall budget) and exits 0
 # once the summary is written, whatever failed: summary.txt says which step did.
@@ -181,11 +182,13 @@ else
   record configure reused 0 "existing $build_dir"
   step_status=ok
 fi
-if [ "$step_status" = ok ]; then
-  run_step build "$build_log" 420 cmake --build "$build_dir" -j "$jobs"
-  # A failed full build may still have produced the GPU tests; the test steps say so.
-  [ "$step_status" != ok ] &&
-    run_step build-gpu-tests "$build_log" 240 cmake --build "$build_dir" -j "$jobs" --target gpu_tests
+# What the GPU checks and the end-to-end benchmark need is built first, the rest (the CPU test
+# executables, the kernel benchmarks) only after that benchmark has run: a slow build then costs
+# the lower-priority steps, not the GPU tests or the issue's goals.
+configured=$step_status
+if [ "$configured" = ok ]; then
+  run_step build-gpu "$build_log" 420 cmake --build "$build_dir" -j "$jobs" --target gpu_tests \
+    gpu_train_bench gpu_ceilings_bench
 fi
 
 # --- tests --------------------------------------------------------------------------------------
@@ -205,10 +208,6 @@ if [ -f "$build_dir/CTestTestfile.cmake" ]; then
     --timeout 240
   [ "$step_status" != skipped ] &&
     record ctest-gpu-results "$step_status" 0 "$(count_results "$gpu_log")"
-  run_step ctest-all "$all_log" 420 ctest --test-dir "$build_dir" --output-on-failure \
-    -j "$jobs" --timeout 240
-  [ "$step_status" != skipped ] &&
-    record ctest-all-results "$step_status" 0 "$(count_results "$all_log")"
 else
   record ctest-gpu not-run 0 "no configured build in $build_dir"
 fi
@@ -241,6 +240,9 @@ else
   record gpu-bench not-run 0 "no $build_dir/bench/gpu_train_bench"
 fi
 
+# Now the rest of the build: the kernel benchmarks and the CPU test executables.
+[ "$configured" = ok ] && run_step build "$build_log" 300 cmake --build "$build_dir" -j "$jobs"
+
 # The kernel benchmarks (router, Gram, dense epilogues, embedding plan): after the end-to-end
 # benchmark, which carries the issue's goals, 60 seconds each at most.
 found_bench=0
@@ -248,7 +250,9 @@ for bench in "$build_dir"/bench/*_bench; do
   [ -x "$bench" ] || continue
   found_bench=1
   name=$(basename "$bench")
-  case "$name" in gpu_*) continue ;; esac  # run above by bench/run_gpu_bench.sh, with the peer
+  # gpu_*: run above by bench/run_gpu_bench.sh, with the peer; train_throughput_bench: the CPU
+  # trainer's benchmark, which gpu_train_bench supersedes on a GPU.
+  case "$name" in gpu_* | train_throughput_bench) continue ;; esac
   if ! command -v nvidia-smi >/dev/null; then
     record "$name" skipped 0 "no NVIDIA driver here"
     continue
@@ -260,6 +264,14 @@ for bench in "$build_dir"/bench/*_bench; do
   run_step "$name" "$bench_log" 60 "$bench" --device cuda
 done
 ((found_bench)) || record benchmarks none 0 "no bench/*_bench executables in $build_dir"
+
+# --- the rest of the suite (the CPU tests; the GPU tests ran first) -------------------------------
+if [ -f "$build_dir/CTestTestfile.cmake" ]; then
+  run_step ctest-all "$all_log" 120 ctest --test-dir "$build_dir" -LE gpu --output-on-failure \
+    -j "$jobs" --timeout 100
+  [ "$step_status" != skipped ] &&
+    record ctest-all-results "$step_status" 0 "$(count_results "$all_log")"
+fi
 
 # --- memory and race checks, with what is left of the budget -------------------------------------
 # compute-sanitizer works on Firecracker machines, not on gVisor ones; either way the summary says.
