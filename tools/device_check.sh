@@ -101,6 +101,25 @@ for tool in nvcc cmake ninja g++; do
   fi
 done
 
+# --- a build folder copied along from elsewhere (before the dependencies' files are put in it) ---
+build_log="$out_dir/build.log"
+cmake_home=""
+if [ -f "$build_dir/CMakeCache.txt" ]; then
+  cmake_home=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build_dir/CMakeCache.txt")
+fi
+if [ -n "$cmake_home" ] && [ "$cmake_home" != "$root" ]; then
+  # A build copied along from another checkout: make its source path lead here, so that the
+  # cache and CTest's absolute paths stay valid, or start again when that path is taken.
+  if [ ! -e "$cmake_home" ] && mkdir -p "$(dirname "$cmake_home")" 2>/dev/null &&
+    ln -s "$root" "$cmake_home" 2>/dev/null; then
+    record build-reuse ok 0 "build from $cmake_home; linked that path to $root"
+  else
+    record build-reuse fresh 0 "build from $cmake_home cannot be reused here; configuring anew"
+    rm -rf "$build_dir"
+    cmake_home=""
+  fi
+fi
+
 # --- the carried dependencies (.deps, from tools/fetch_device_deps.sh) --------------------------
 deps="$root/.deps/usr"
 if [ -d "$deps" ]; then
@@ -142,23 +161,6 @@ else
 fi
 
 # --- configure and build -----------------------------------------------------------------------
-build_log="$out_dir/build.log"
-cmake_home=""
-if [ -f "$build_dir/CMakeCache.txt" ]; then
-  cmake_home=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build_dir/CMakeCache.txt")
-fi
-if [ -n "$cmake_home" ] && [ "$cmake_home" != "$root" ]; then
-  # A build copied along from another checkout: make its source path lead here, so that the
-  # cache and CTest's absolute paths stay valid, or start again when that path is taken.
-  if [ ! -e "$cmake_home" ] && mkdir -p "$(dirname "$cmake_home")" 2>/dev/null &&
-    ln -s "$root" "$cmake_home" 2>/dev/null; then
-    record build-reuse ok 0 "build from $cmake_home; linked that path to $root"
-  else
-    record build-reuse fresh 0 "build from $cmake_home cannot be reused here; configuring anew"
-    rm -rf "$build_dir"
-    cmake_home=""
-  fi
-fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 # cuDNN (optional, for dense_epilogue_bench's comparison): on the GPU machine it may exist only
