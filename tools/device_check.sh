@@ -123,6 +123,13 @@ fi
 # --- the carried dependencies (.deps, from tools/fetch_device_deps.sh) --------------------------
 deps="$root/.deps/usr"
 if [ -d "$deps" ]; then
+  # A link a package ships with an absolute target (zlib1g-dev's libz.so ->
+  # /lib/x86_64-linux-gnu/libz.so.1.2.13) leads nowhere, or to another version, on this machine;
+  # FindZLIB then skips it for the static libz.a. Point such links into .deps, relatively.
+  find "$root/.deps" -type l -lname '/*' | while read -r link; do
+    target=$(readlink "$link")
+    [ -e "$root/.deps$target" ] && ln -sfnr "$root/.deps$target" "$link"
+  done
   # The unpacked .pc files say prefix=/usr; copies rewritten to this checkout's .deps go first on
   # PKG_CONFIG_PATH (the repository's path differs from one machine to the next).
   pkgconfig_dir="$build_dir/deps-pkgconfig"

@@ -44,6 +44,13 @@ for deb in "$download_dir"/*.deb; do
   echo "unpacked $(basename "$deb")"
 done
 
+# Links with absolute targets (zlib1g-dev's libz.so -> /lib/x86_64-linux-gnu/libz.so.1.2.13) would
+# lead to the device machine's own files, or nowhere: point them into .deps, relatively.
+find "$deps_dir" -type l -lname '/*' | while read -r link; do
+  target=$(readlink "$link")
+  if [ -e "$deps_dir$target" ]; then ln -sfnr "$deps_dir$target" "$link"; fi
+done
+
 # What the build and the tests never read: documentation, OpenBLAS's static archive (we link the
 # shared library) and the BLAS/LAPACK shims of its alternatives. Other static archives stay: the
 # CMake package files of Catch2 and zstd check that the files they name exist.
