@@ -228,7 +228,8 @@ fi
 bench_log="$out_dir/bench.log"
 gpu_bench_dir="$build_dir/gpu-bench"
 if [ -x "$build_dir/bench/gpu_train_bench" ]; then
-  gpu_bench_limit=$(($(seconds_left) - 15 - 120))  # keep time for kernel benches and sanitizer
+  # The goals before the kernel benchmarks: keep only a minute back for the steps after.
+  gpu_bench_limit=$(($(seconds_left) - 15 - 60))
   ((gpu_bench_limit > 240)) && gpu_bench_limit=240
   rm -rf "$gpu_bench_dir"
   if ((gpu_bench_limit >= 20)); then
