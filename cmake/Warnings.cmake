@@ -32,6 +32,12 @@ function(drgrad_add_test_dir name)
   endif()
   # --warn NoTests: a registered name that matches no test case (a name CMake split at a
   # semicolon, say) fails instead of passing silently.
+  # The TIMEOUT property overrides ctest --timeout: GPU tests get 120 s each, so a hung one cannot
+  # eat a device check's whole GPU-test step; CPU tests 600 s (the slowest take a few seconds).
+  set(timeout 600)
+  if("gpu" IN_LIST labels)
+    set(timeout 120)
+  endif()
   catch_discover_tests(${name} TEST_PREFIX "${name}: " EXTRA_ARGS --warn NoTests
-    PROPERTIES LABELS "${labels}" SKIP_REGULAR_EXPRESSION "SKIPPED:" TIMEOUT 600)
+    PROPERTIES LABELS "${labels}" SKIP_REGULAR_EXPRESSION "SKIPPED:" TIMEOUT ${timeout})
 endfunction()
