@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "kernels/core/device.h"
 #include "kernels/core/memory.h"
 #include "kernels/dense/dense_layer.h"
@@ -30,6 +31,8 @@
 #endif
 
 namespace {
+
+namespace bench = drgrad::bench;
 
 namespace kernels = drgrad::kernels;
 
@@ -55,46 +58,30 @@ const char* kUsage =
     "  --iterations N        calls per timed run (20)\n"
     "  --json FILE           also write the rows as JSON\n";
 
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> parts;
-  std::stringstream stream(text);
-  std::string part;
-  while (std::getline(stream, part, ',')) parts.push_back(part);
-  return parts;
-}
-
 BenchOptions parse(int argc, char** argv) {
   BenchOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value\n" + kUsage);
-      return argv[++i];
-    };
+  bench::parse_flags(argc, argv, kUsage, [&](const std::string& flag, const std::string& value) {
     if (flag == "--device") {
-      options.device = value();
+      options.device = value;
     } else if (flag == "--batch") {
-      options.batch = std::stoll(value());
+      options.batch = std::stoll(value);
     } else if (flag == "--widths") {
-      options.widths.clear();
-      for (const auto& part : split(value())) options.widths.push_back(std::stoll(part));
+      options.widths = bench::integer_list(value);
     } else if (flag == "--precision") {
-      options.precisions = split(value());
+      options.precisions = bench::split_list(value);
     } else if (flag == "--warmup") {
-      options.warmup = std::stoi(value());
+      options.warmup = std::stoi(value);
     } else if (flag == "--runs") {
-      options.runs = std::stoi(value());
+      options.runs = std::stoi(value);
     } else if (flag == "--iterations") {
-      options.iterations = std::stoi(value());
+      options.iterations = std::stoi(value);
     } else if (flag == "--json") {
-      options.json_path = value();
-    } else if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
+      options.json_path = value;
     } else {
-      throw std::invalid_argument("unknown option " + flag + "\n" + kUsage);
+      return false;
     }
-  }
+    return true;
+  });
   if (options.batch < 1 || options.widths.size() < 2 || options.runs < 1 ||
       options.iterations < 1 || options.warmup < 0) {
     throw std::invalid_argument(std::string("need batch >= 1, at least two widths, runs >= 1, "

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "bench/gpu_bench_support.h"
 #include "kernels/core/memory.h"
 #include "kernels/multitask/drgrad_router.h"
@@ -60,24 +61,13 @@ const char* kUsage =
 
 Options parse_arguments(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw std::invalid_argument("flag " + flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
+  bench::parse_flags(argc, argv, kUsage, [&](const std::string& flag, const std::string& value) {
     if (flag == "--device") {
       options.device = value;
     } else if (flag == "--input") {
       options.input = std::stoll(value);
     } else if (flag == "--units") {
-      options.units.clear();
-      std::stringstream list(value);
-      for (std::string item; std::getline(list, item, ',');) {
-        options.units.push_back(std::stoll(item));
-      }
+      options.units = bench::integer_list(value);
     } else if (flag == "--aux") {
       options.num_aux = std::stoi(value);
     } else if (flag == "--form") {
@@ -91,9 +81,10 @@ Options parse_arguments(int argc, char** argv) {
     } else if (flag == "--json") {
       options.json_path = value;
     } else {
-      throw std::invalid_argument("unknown flag " + flag + "\n" + kUsage);
+      return false;
     }
-  }
+    return true;
+  });
   if (options.input < 0 || options.repeats <= 0 || options.warmup < 0 ||
       std::any_of(options.units.begin(), options.units.end(), [](auto u) { return u <= 0; })) {
     throw std::invalid_argument("--input, --units and --repeats must be positive\n" +

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "bench/gpu_bench_support.h"
 #include "kernels/core/memory.h"
 #include "kernels/core/stream.h"
@@ -55,14 +56,7 @@ const char* kUsage =
 
 Options parse_arguments(int argc, char** argv) {
   Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw std::invalid_argument("flag " + flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
+  bench::parse_flags(argc, argv, kUsage, [&](const std::string& flag, const std::string& value) {
     if (flag == "--device") {
       options.device = value;
     } else if (flag == "--batch") {
@@ -82,9 +76,10 @@ Options parse_arguments(int argc, char** argv) {
     } else if (flag == "--json") {
       options.json_path = value;
     } else {
-      throw std::invalid_argument("unknown flag " + flag + "\n" + kUsage);
+      return false;
     }
-  }
+    return true;
+  });
   if (options.batch < 1 || options.slots < 1 || options.rows < 1 || options.ids_per_sample < 1 ||
       options.dim < 1 || options.repeats < 1 || options.warmup < 0) {
     throw std::invalid_argument("every size must be at least 1 (warmup at least 0)\n" +

@@ -1,5 +1,5 @@
-// Shared pieces of the GPU benchmarks (gpu_train_bench, gpu_ceilings_bench): the device and
-// toolkit description they print, medians, JSON-lines output, and the "no device" exit.
+// Shared pieces of the GPU benchmarks: the device and toolkit description they print, medians,
+// JSON-lines output, and the "no device" exit.
 #pragma once
 
 #include <algorithm>

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "bench/gpu_bench_support.h"
 
 #if defined(DRGRAD_WITH_CUDA)
@@ -26,6 +27,8 @@
 #endif
 
 namespace {
+
+namespace bench = drgrad::bench;
 
 struct BenchOptions {
   std::string device = "cuda";
@@ -49,14 +52,7 @@ const char* kUsage =
 
 BenchOptions parse_arguments(int argc, char** argv) {
   BenchOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw std::invalid_argument("flag " + flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
+  bench::parse_flags(argc, argv, kUsage, [&](const std::string& flag, const std::string& value) {
     if (flag == "--device") {
       options.device = value;
     } else if (flag == "--copy-mib") {
@@ -72,9 +68,10 @@ BenchOptions parse_arguments(int argc, char** argv) {
     } else if (flag == "--json") {
       options.json_path = value;
     } else {
-      throw std::invalid_argument("unknown flag " + flag + "\n" + kUsage);
+      return false;
     }
-  }
+    return true;
+  });
   if (options.copy_bytes == 0 || options.gemm_size <= 0 || options.warmup < 0 ||
       options.repeats <= 0) {
     throw std::invalid_argument("--copy-mib, --gemm-size and --repeats must be positive");

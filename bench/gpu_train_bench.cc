@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "bench/gpu_bench_support.h"
 #include "engine/core/random.h"
 #include "engine/multitask/drgrad_strategy.h"
@@ -24,6 +25,8 @@
 #include "io/data/batch.h"
 
 namespace {
+
+namespace bench = drgrad::bench;
 
 using drgrad::bench::json_string;
 using drgrad::bench::JsonLines;
@@ -205,30 +208,13 @@ const char* kUsage =
     "  --json FILE               append one JSON line per model (and the overheads)\n"
     "  --write-data DIR          write census.bin and industrial.bin there for the peer\n";
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> parts;
-  std::stringstream stream(text);
-  std::string part;
-  while (std::getline(stream, part, ',')) {
-    if (!part.empty()) parts.push_back(part);
-  }
-  return parts;
-}
-
 BenchOptions parse_arguments(int argc, char** argv) {
   BenchOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw std::invalid_argument("flag " + flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
+  bench::parse_flags(argc, argv, kUsage, [&](const std::string& flag, const std::string& value) {
     if (flag == "--device") {
       options.device = value;
     } else if (flag == "--models") {
-      options.models = split_list(value);
+      options.models = bench::split_list(value);
     } else if (flag == "--census-batch") {
       options.census_batch = std::stoll(value);
     } else if (flag == "--industrial-batch") {
@@ -250,9 +236,10 @@ BenchOptions parse_arguments(int argc, char** argv) {
     } else if (flag == "--write-data") {
       options.write_data_dir = value;
     } else {
-      throw std::invalid_argument("unknown flag " + flag + "\n" + kUsage);
+      return false;
     }
-  }
+    return true;
+  });
   if (options.census_batch <= 0 || options.industrial_batch <= 0 ||
       options.industrial_vocabulary <= 0 || options.steps <= 0 || options.warmup < 0 ||
       options.runs <= 0 || options.dataset_batches <= 0 || options.models.empty()) {

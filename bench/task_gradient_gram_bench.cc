@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "bench/gpu_bench_support.h"
 #include "kernels/core/device.h"
 #include "kernels/core/memory.h"
@@ -50,45 +51,30 @@ const char* kUsage =
     "  --warmup N --runs R --iterations N   untimed calls, timed runs (median), calls per run\n"
     "  --json FILE               also append the rows as JSON lines\n";
 
-std::vector<std::int64_t> parse_list(const std::string& text) {
-  std::vector<std::int64_t> values;
-  std::stringstream stream(text);
-  std::string part;
-  while (std::getline(stream, part, ',')) values.push_back(std::stoll(part));
-  return values;
-}
-
 BenchOptions parse(int argc, char** argv) {
   BenchOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value\n" + kUsage);
-      return argv[++i];
-    };
+  bench::parse_flags(argc, argv, kUsage, [&](const std::string& flag, const std::string& value) {
     if (flag == "--device") {
-      options.device = value();
+      options.device = value;
     } else if (flag == "--batch") {
-      options.batch = std::stoll(value());
+      options.batch = std::stoll(value);
     } else if (flag == "--widths") {
-      options.widths = parse_list(value());
+      options.widths = bench::integer_list(value);
     } else if (flag == "--tasks") {
-      options.tasks = parse_list(value());
+      options.tasks = bench::integer_list(value);
     } else if (flag == "--warmup") {
-      options.warmup = std::stoi(value());
+      options.warmup = std::stoi(value);
     } else if (flag == "--runs") {
-      options.runs = std::stoi(value());
+      options.runs = std::stoi(value);
     } else if (flag == "--iterations") {
-      options.iterations = std::stoi(value());
+      options.iterations = std::stoi(value);
     } else if (flag == "--json") {
-      options.json_path = value();
-    } else if (flag == "--help" || flag == "-h") {
-      std::printf("%s", kUsage);
-      std::exit(0);
+      options.json_path = value;
     } else {
-      throw std::invalid_argument("unknown option " + flag + "\n" + kUsage);
+      return false;
     }
-  }
+    return true;
+  });
   if (options.widths.size() < 2 || options.runs < 1 || options.iterations < 1) {
     throw std::invalid_argument(
         std::string("need at least two widths, one run and one iteration\n") + kUsage);

@@ -20,12 +20,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_flags.h"
 #include "engine/core/random.h"
 #include "engine/train/trainer.h"
 #include "io/data/batch.h"
 #include "kernels/dense/gemm.h"
 
 namespace {
+
+namespace bench = drgrad::bench;
 
 using drgrad::engine::BackboneKind;
 
@@ -75,10 +78,7 @@ const char* kUsage =
     "  --write-data FILE    write the generated dataset for a peer benchmark (bench/peers/)\n";
 
 std::vector<std::int64_t> parse_units(const std::string& text) {
-  std::vector<std::int64_t> units;
-  std::stringstream stream(text);
-  std::string part;
-  while (std::getline(stream, part, ',')) units.push_back(std::stoll(part));
+  std::vector<std::int64_t> units = drgrad::bench::integer_list(text);
   if (units.empty()) throw std::invalid_argument("empty unit list '" + text + "'");
   return units;
 }
@@ -94,14 +94,7 @@ std::string join_units(const std::vector<std::int64_t>& units) {
 
 BenchOptions parse_arguments(int argc, char** argv) {
   BenchOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw std::invalid_argument("flag " + flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
+  bench::parse_flags(argc, argv, kUsage, [&](const std::string& flag, const std::string& value) {
     if (flag == "--backbone") {
       options.backbone = value;
     } else if (flag == "--batch") {
@@ -133,9 +126,10 @@ BenchOptions parse_arguments(int argc, char** argv) {
     } else if (flag == "--write-data") {
       options.write_data_path = value;
     } else {
-      throw std::invalid_argument("unknown flag " + flag + "\n" + kUsage);
+      return false;
     }
-  }
+    return true;
+  });
   if (options.batch <= 0 || options.steps <= 0 || options.warmup < 0 || options.runs <= 0 ||
       options.dataset_batches <= 0 || options.threads < 0) {
     throw std::invalid_argument(
