@@ -18,10 +18,13 @@
 #include "engine/multitask/task_gradients.h"
 #include "kernels/multitask/gradient_surgery.h"
 #include "tests/support/gradient_check.h"
+#include "tests/support/small_model.h"
 
 using namespace drgrad;
 using namespace drgrad::engine;
 using drgrad::testing::random_values;
+using drgrad::testing::small_batch;
+using drgrad::testing::small_spec;
 
 namespace {
 
@@ -207,46 +210,6 @@ TEST_CASE("gradient surgery takes the Gram from the backward and gives the same 
     }
   }
 }
-
-namespace {
-ModelSpec small_spec(BackboneKind backbone, int num_tasks) {
-  ModelSpec spec;
-  spec.num_dense = 3;
-  spec.slots = {{"a", 6, 2, kernels::Pooling::kSum, OutOfRange::kError},
-                {"b", 5, 3, kernels::Pooling::kMean, OutOfRange::kHash}};
-  for (int k = 0; k < num_tasks; ++k) {
-    spec.tasks.push_back({"task" + std::to_string(k), k, TaskType::kBinary, 1.0, 1.0});
-  }
-  spec.backbone = backbone;
-  spec.activation = kernels::Activation::kMish;
-  spec.bottom_units = {5, 4};
-  spec.num_experts = 3;
-  spec.expert_units = {4, 3};
-  spec.ple_levels = 2;
-  spec.task_experts = 1;
-  spec.shared_experts = 2;
-  spec.tower_units = {3};
-  return spec;
-}
-
-io::Batch small_batch(Random& random, std::int64_t size, int num_tasks) {
-  io::Batch batch;
-  batch.size = size;
-  for (std::int64_t i = 0; i < size * 3; ++i) batch.dense.push_back(random.uniform(-1, 1));
-  for (std::int64_t i = 0; i < size * num_tasks; ++i) batch.labels.push_back(random.below(2));
-  batch.sparse.resize(2);
-  for (std::int64_t b = 0; b < size; ++b) {
-    for (int s = 0; s < 2; ++s) {
-      const auto count = random.below(3);
-      for (std::uint64_t i = 0; i < count; ++i) {
-        batch.sparse[s].ids.push_back(static_cast<std::int64_t>(random.below(s == 0 ? 6 : 9)));
-      }
-      batch.sparse[s].offsets.push_back(static_cast<std::int64_t>(batch.sparse[s].ids.size()));
-    }
-  }
-  return batch;
-}
-}  // namespace
 
 TEST_CASE("models: the Gram during backward matches the separate pass for every backbone",
           "[models][stacked][task_gram]") {
