@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_dataset.h"
 #include "bench/bench_flags.h"
 #include "engine/core/random.h"
 #include "engine/train/trainer.h"
@@ -32,12 +33,6 @@ namespace bench = drgrad::bench;
 
 using drgrad::engine::BackboneKind;
 
-// Distinct values of the 32 categorical columns of census-income.test (UCI Census-Income KDD)
-// once the marital-status label, the income label and the instance weight are removed, in column
-// order. The 7 continuous columns become the dense block.
-constexpr std::int64_t kCensusVocabularies[] = {9, 52, 47, 17, 3,  24, 15, 5,  10, 2,  3,
-                                                6, 8,  6,  6,  51, 37, 8,  10, 9,  10, 3,
-                                                4, 5,  43, 43, 43, 5,  3,  3,  3,  2};
 constexpr std::int64_t kCensusDense = 7;
 constexpr int kNumTasks = 2;
 
@@ -139,99 +134,6 @@ BenchOptions parse_arguments(int argc, char** argv) {
   return options;
 }
 
-// A Census-shaped dataset whose labels depend on the inputs (so that training has something to
-// learn and the loss must fall): dense ~ N(0, 1); each slot's id skewed towards small values
-// (like the frequent categories of Census); label_k ~ Bernoulli(sigmoid(w_k . dense + sum_s
-// effect_k[s][id_s] + bias_k)), with income-like (rare) and marital-like (balanced) biases.
-struct Dataset {
-  drgrad::io::Schema schema;
-  drgrad::io::Batch all;
-};
-
-Dataset make_census_shaped_data(std::int64_t samples, std::uint64_t seed) {
-  Dataset data;
-  auto& schema = data.schema;
-  for (std::int64_t j = 0; j < kCensusDense; ++j) {
-    schema.dense_features.push_back("dense" + std::to_string(j));
-  }
-  const std::int64_t num_slots = std::size(kCensusVocabularies);
-  for (std::int64_t s = 0; s < num_slots; ++s) {
-    schema.sparse_slots.push_back({"slot" + std::to_string(s), kCensusVocabularies[s]});
-  }
-  schema.labels = {"income", "never_married"};
-
-  drgrad::engine::Random random(seed);
-  std::vector<double> dense_weights(kNumTasks * kCensusDense);
-  for (double& w : dense_weights) w = 0.5 * random.normal();
-  std::vector<std::vector<double>> effects(kNumTasks * num_slots);
-  for (std::int64_t t = 0; t < kNumTasks; ++t) {
-    for (std::int64_t s = 0; s < num_slots; ++s) {
-      auto& table = effects[t * num_slots + s];
-      table.resize(static_cast<std::size_t>(kCensusVocabularies[s]));
-      for (double& e : table) e = 0.3 * random.normal();
-    }
-  }
-  const double biases[kNumTasks] = {-2.0, -0.3};
-
-  auto& batch = data.all;
-  batch = drgrad::io::Batch::empty_for(schema);
-  batch.size = samples;
-  batch.dense.resize(static_cast<std::size_t>(samples * kCensusDense));
-  batch.labels.resize(static_cast<std::size_t>(samples * kNumTasks));
-  for (auto& column : batch.sparse) {
-    column.ids.resize(static_cast<std::size_t>(samples));
-    column.offsets.resize(static_cast<std::size_t>(samples + 1));
-    for (std::int64_t i = 0; i <= samples; ++i) column.offsets[i] = i;
-  }
-  for (std::int64_t i = 0; i < samples; ++i) {
-    double logits[kNumTasks] = {biases[0], biases[1]};
-    for (std::int64_t j = 0; j < kCensusDense; ++j) {
-      const double x = random.normal();
-      batch.dense[i * kCensusDense + j] = static_cast<float>(x);
-      for (int t = 0; t < kNumTasks; ++t) logits[t] += dense_weights[t * kCensusDense + j] * x;
-    }
-    for (std::int64_t s = 0; s < num_slots; ++s) {
-      const double u = random.uniform();
-      const auto id = std::min<std::int64_t>(
-          kCensusVocabularies[s] - 1, static_cast<std::int64_t>(kCensusVocabularies[s] * u * u));
-      batch.sparse[s].ids[i] = id;
-      for (int t = 0; t < kNumTasks; ++t) logits[t] += effects[t * num_slots + s][id];
-    }
-    for (int t = 0; t < kNumTasks; ++t) {
-      const double p = 1.0 / (1.0 + std::exp(-logits[t]));
-      batch.labels[i * kNumTasks + t] = random.uniform() < p ? 1.0f : 0.0f;
-    }
-  }
-  batch.validate(schema);
-  return data;
-}
-
-// Layout for bench/peers/: "DRGBENCH1\n", then little-endian int64 samples, dense, slots,
-// labels, each slot's vocabulary; float32 dense [samples, dense]; float32 labels [samples,
-// labels]; int64 ids [slots, samples] (one id per sample and slot).
-void write_dataset(const Dataset& data, const std::string& path) {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw std::runtime_error("cannot open " + path + " for writing (--write-data)");
-  const auto& batch = data.all;
-  out.write("DRGBENCH1\n", 10);
-  const std::int64_t header[] = {batch.size, static_cast<std::int64_t>(data.schema.num_dense()),
-                                 static_cast<std::int64_t>(data.schema.num_sparse()),
-                                 static_cast<std::int64_t>(data.schema.num_labels())};
-  out.write(reinterpret_cast<const char*>(header), sizeof(header));
-  for (const auto& slot : data.schema.sparse_slots) {
-    out.write(reinterpret_cast<const char*>(&slot.vocabulary_size), sizeof(std::int64_t));
-  }
-  out.write(reinterpret_cast<const char*>(batch.dense.data()),
-            static_cast<std::streamsize>(batch.dense.size() * sizeof(float)));
-  out.write(reinterpret_cast<const char*>(batch.labels.data()),
-            static_cast<std::streamsize>(batch.labels.size() * sizeof(float)));
-  for (const auto& column : batch.sparse) {
-    out.write(reinterpret_cast<const char*>(column.ids.data()),
-              static_cast<std::streamsize>(column.ids.size() * sizeof(std::int64_t)));
-  }
-  if (!out) throw std::runtime_error("writing " + path + " failed (disk full?)");
-}
-
 std::string first_cpuinfo_value(const std::string& key) {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -322,10 +224,10 @@ int run(const BenchOptions& options) {
   drgrad::engine::ModelSpec spec;
   spec.backbone = drgrad::engine::parse_backbone(options.backbone);
   spec.num_dense = kCensusDense;
-  for (std::size_t s = 0; s < std::size(kCensusVocabularies); ++s) {
+  for (std::size_t s = 0; s < std::size(bench::kCensusVocabularies); ++s) {
     drgrad::engine::EmbeddingSlotSpec slot;
     slot.name = "slot" + std::to_string(s);
-    slot.vocabulary_size = kCensusVocabularies[s];
+    slot.vocabulary_size = bench::kCensusVocabularies[s];
     slot.dim = options.embedding_dim;
     spec.slots.push_back(slot);
   }
@@ -344,8 +246,9 @@ int run(const BenchOptions& options) {
   training.show_progress = false;
   training.save_checkpoints = false;
 
-  Dataset data = make_census_shaped_data(options.batch * options.dataset_batches, options.seed);
-  if (!options.write_data_path.empty()) write_dataset(data, options.write_data_path);
+  bench::Dataset data = bench::make_data(bench::census_shape(),
+                                         options.batch * options.dataset_batches, options.seed);
+  if (!options.write_data_path.empty()) bench::write_dataset(data, options.write_data_path);
   std::vector<drgrad::io::Batch> batches;
   for (std::int64_t b = 0; b < options.dataset_batches; ++b) {
     std::vector<std::int64_t> rows(static_cast<std::size_t>(options.batch));
