@@ -131,6 +131,7 @@ struct TrainingConfig {
   kernels::Device device = kernels::Device::cpu();
   std::int64_t cpu_threads = 1;  // BLAS threads on the CPU; 0: all cores
   kernels::MatmulPrecision matmul_precision = kernels::MatmulPrecision::kFp32;  // CUDA products
+  bool cuda_graph = false;  // capture each batch shape's step once as a CUDA graph and replay it
   std::int64_t log_every = 50;
   std::int64_t checkpoint_every = 0;  // 0: checkpoint only at the end
 };

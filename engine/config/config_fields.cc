@@ -252,6 +252,10 @@ ConfigLayout build_layout() {
                           "CUDA matrix products: fp32, or tensor cores with inputs rounded to "
                           "tf32 or bf16 (fp32 accumulation and fp32 weights in every mode; the "
                           "CPU always computes in fp32)"),
+      DRGRAD_CONFIG_FIELD(Config, training.cuda_graph,
+                          "CUDA: capture the training step once per batch shape as a CUDA graph "
+                          "and replay it (needs model.embedding_backward other than host_plan and "
+                          "a strategy that reads nothing back: none or drgrad)"),
       DRGRAD_CONFIG_FIELD(Config, training.log_every, "log every N steps (0: never)", at_least(0)),
       DRGRAD_CONFIG_FIELD(Config, training.checkpoint_every,
                           "checkpoint every N steps (0: at the end only)", at_least(0)),

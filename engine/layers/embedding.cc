@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
+#include "kernels/core/memory.h"
 #include "kernels/embedding/embedding_plan.h"
 #include "kernels/vector/vector_ops.h"
 
@@ -174,10 +176,37 @@ void EmbeddingBag<T>::publish_touched_rows() {
   }
 }
 
+namespace {
+// Uploads `values` into *target as a tensor of `shape` on `device`, reusing its buffer when it
+// already has that shape there.
+template <typename V>
+void upload_into(const std::vector<V>& values, const Shape& shape, Device device, Tensor* target) {
+  const std::int64_t numel =
+      std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>());
+  if (static_cast<std::int64_t>(values.size()) != numel) {
+    throw std::invalid_argument("staging " + std::to_string(values.size()) + " values as " +
+                                shape_to_string(shape));
+  }
+  if (!target->defined() || target->shape() != shape || target->dtype() != dtype_of<V>() ||
+      target->device() != device) {
+    *target = Tensor(shape, dtype_of<V>(), device);
+  }
+  if (!values.empty()) {
+    kernels::copy_bytes(device, target->data<V>(), Device::cpu(), values.data(), target->bytes());
+  }
+}
+}  // namespace
+
 template <typename T>
 void EmbeddingBag<T>::forward(const io::SparseColumn& column, std::int64_t batch, Tensor& out,
                               std::int64_t column_offset) {
-  const auto num_ids = static_cast<std::int64_t>(column.ids.size());
+  stage(column, batch, out.device(), &staged_rows_, &staged_offsets_);
+  forward(staged_rows_, staged_offsets_, batch, out, column_offset);
+}
+
+template <typename T>
+void EmbeddingBag<T>::stage(const io::SparseColumn& column, std::int64_t batch, Device device,
+                            Tensor* rows_out, Tensor* offsets_out) {
   std::vector<std::int64_t> rows(column.ids.size());
   for (std::int64_t b = 0; b < batch; ++b) {
     for (std::int64_t i = column.offsets[b]; i < column.offsets[b + 1]; ++i) {
@@ -194,16 +223,22 @@ void EmbeddingBag<T>::forward(const io::SparseColumn& column, std::int64_t batch
       }
     }
   }
-  const Device device = out.device();
-  batch_ = batch;
-  num_ids_ = num_ids;
-  rows_ = Tensor::from_vector<std::int64_t>({num_ids}, rows).to(device);
-  offsets_ = Tensor::from_vector<std::int64_t>({batch + 1}, column.offsets).to(device);
+  upload_into(rows, Shape{static_cast<std::int64_t>(rows.size())}, device, rows_out);
+  upload_into(column.offsets, Shape{batch + 1}, device, offsets_out);
   if (spec_.backward == EmbeddingBackward::kHostPlan) {
     build_host_plan(rows, column.offsets, batch, device);
-  } else {
-    build_device_plan(device);
   }
+}
+
+template <typename T>
+void EmbeddingBag<T>::forward(const Tensor& rows, const Tensor& offsets, std::int64_t batch,
+                              Tensor& out, std::int64_t column_offset) {
+  const Device device = out.device();
+  batch_ = batch;
+  num_ids_ = rows.numel();
+  rows_ = rows;
+  offsets_ = offsets;
+  if (spec_.backward != EmbeddingBackward::kHostPlan) build_device_plan(device);
   kernels::embedding_bag_forward<T>(ctx_, table_->value.data<T>(), spec_.dim,
                                     rows_.data<std::int64_t>(), offsets_.data<std::int64_t>(),
                                     batch, spec_.pooling, out.data<T>() + column_offset,
@@ -260,13 +295,19 @@ FeatureInput<T>::FeatureInput(LayerBuilder& builder, std::int64_t num_dense,
 
 template <typename T>
 Tensor FeatureInput<T>::forward(const io::Batch& batch) {
+  stage(batch, &staged_);
+  return forward(staged_);
+}
+
+template <typename T>
+void FeatureInput<T>::stage(const io::Batch& batch, StagedInput* into) {
   if (batch.sparse.size() != slots_.size()) {
     throw std::invalid_argument("batch has " + std::to_string(batch.sparse.size()) +
                                 " sparse slots, the model expects " +
                                 std::to_string(slots_.size()));
   }
   const std::int64_t n = batch.size;
-  Tensor input(Shape{n, out_features_}, dtype_of<T>(), ctx_.device);
+  into->batch = n;
   if (num_dense_ > 0) {
     for (std::size_t i = 0; i < batch.dense.size(); ++i) {
       if (!std::isfinite(batch.dense[i])) {
@@ -276,13 +317,28 @@ Tensor FeatureInput<T>::forward(const io::Batch& batch) {
             "; clean or impute the data (the converter can normalise dense columns)");
       }
     }
-    std::vector<T> dense(batch.dense.begin(), batch.dense.end());
-    const Tensor dense_block = Tensor::from_vector<T>({n, num_dense_}, dense).to(ctx_.device);
-    kernels::copy_rows<T>(ctx_, dense_block.data<T>(), num_dense_, input.data<T>(), out_features_,
+    upload_into(std::vector<T>(batch.dense.begin(), batch.dense.end()), Shape{n, num_dense_},
+                ctx_.device, &into->dense);
+  } else {
+    into->dense = Tensor();
+  }
+  into->rows.resize(slots_.size());
+  into->offsets.resize(slots_.size());
+  for (std::size_t s = 0; s < slots_.size(); ++s) {
+    slots_[s].stage(batch.sparse[s], n, ctx_.device, &into->rows[s], &into->offsets[s]);
+  }
+}
+
+template <typename T>
+Tensor FeatureInput<T>::forward(const StagedInput& staged) {
+  const std::int64_t n = staged.batch;
+  Tensor input(Shape{n, out_features_}, dtype_of<T>(), ctx_.device);
+  if (num_dense_ > 0) {
+    kernels::copy_rows<T>(ctx_, staged.dense.data<T>(), num_dense_, input.data<T>(), out_features_,
                           n, num_dense_, false);
   }
   for (std::size_t s = 0; s < slots_.size(); ++s) {
-    slots_[s].forward(batch.sparse[s], n, input, slot_offsets_[s]);
+    slots_[s].forward(staged.rows[s], staged.offsets[s], n, input, slot_offsets_[s]);
   }
   return input;
 }

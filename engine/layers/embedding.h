@@ -50,8 +50,19 @@ class EmbeddingBag {
   EmbeddingBag(LayerBuilder& builder, const EmbeddingSlotSpec& spec);
 
   // Pools the bags of `column` into columns [column_offset, column_offset + dim) of out
-  // ([batch, out.dim(1)]).
+  // ([batch, out.dim(1)]): stage then forward, through buffers of its own.
   void forward(const io::SparseColumn& column, std::int64_t batch, Tensor& out,
+               std::int64_t column_offset);
+  // The host half of the forward pass: checks and maps the ids of `column` to table rows and
+  // uploads the rows and the bag offsets into *rows [ids] and *offsets [batch + 1] on `device`,
+  // in place when they already have those shapes (so that a captured step keeps reading the same
+  // buffers). With the host plan it also builds the batch's backward plan, so the next forward
+  // must be of this batch.
+  void stage(const io::SparseColumn& column, std::int64_t batch, Device device, Tensor* rows,
+             Tensor* offsets);
+  // The device half: pools the bags of the staged batch into columns
+  // [column_offset, column_offset + dim) of out ([batch, out.dim(1)]), and builds a device plan.
+  void forward(const Tensor& rows, const Tensor& offsets, std::int64_t batch, Tensor& out,
                std::int64_t column_offset);
   // Reads the same columns of d_out and sets the table's touched rows and their gradients
   // (Parameter::touched_rows_device and friends), without reading anything back from the device.
@@ -102,18 +113,36 @@ class EmbeddingBag {
   bool touched_rows_resolved_ = false;
   std::vector<std::int64_t> unique_rows_;
   Tensor rows_, offsets_, occurrence_offsets_, occurrence_samples_;
+  Tensor staged_rows_, staged_offsets_;  // the convenience forward's buffers
   Tensor distinct_rows_, num_distinct_, distinct_index_of_position_, touched_rows_device_;
 };
 
 // Dense features plus every slot's pooled embedding, side by side:
 // [batch, num_dense + sum of slot dims].
+// One batch's inputs in the model's device memory, as the forward pass reads them. Staging (host
+// checks, id mapping, uploads) is apart from the forward pass so that a training step captured in
+// a CUDA graph reads fixed buffers, which the host refills before every replay.
+struct StagedInput {
+  std::int64_t batch = 0;
+  Tensor dense;                 // [batch, num_dense]; undefined without dense features
+  std::vector<Tensor> rows;     // per sparse slot: the table row of every id [ids]
+  std::vector<Tensor> offsets;  // per sparse slot: bag offsets [batch + 1]
+};
+
 template <typename T>
 class FeatureInput {
  public:
   FeatureInput(LayerBuilder& builder, std::int64_t num_dense,
                const std::vector<EmbeddingSlotSpec>& slots);
 
+  // stage then forward, through buffers of its own.
   Tensor forward(const io::Batch& batch);
+  // Checks the batch (slot count, finite dense values, ids in range) and uploads it into `into`,
+  // reusing its buffers where the shapes match.
+  void stage(const io::Batch& batch, StagedInput* into);
+  // The [batch, out_features()] input matrix of a staged batch: dense block, then every slot's
+  // pooled embedding.
+  Tensor forward(const StagedInput& staged);
   void backward(const Tensor& d_input);
   // d_input_stacked [K, batch, out_features()]: every slot's EmbeddingBag::backward_stacked.
   void backward_stacked(const Tensor& d_input_stacked);
@@ -128,6 +157,7 @@ class FeatureInput {
   std::int64_t out_features_;
   std::vector<EmbeddingBag<T>> slots_;
   std::vector<std::int64_t> slot_offsets_;
+  StagedInput staged_;  // forward(batch)'s buffers
 };
 
 }  // namespace drgrad::engine

@@ -9,12 +9,21 @@ namespace drgrad::engine {
 
 template <typename T>
 Tensor MultiTaskLoss<T>::upload_labels(const io::Batch& batch) const {
+  Tensor labels;
+  stage_labels(batch, &labels);
+  return labels;
+}
+
+template <typename T>
+void MultiTaskLoss<T>::stage_labels(const io::Batch& batch, Tensor* labels) const {
   const std::int64_t num_labels =
       batch.size ? static_cast<std::int64_t>(batch.labels.size()) / batch.size : 0;
-  Tensor labels(Shape{batch.size, num_labels}, DType::kFloat32, ctx_.device);
-  kernels::copy_bytes(ctx_.device, labels.data<float>(), Device::cpu(), batch.labels.data(),
-                      labels.bytes());
-  return labels;
+  const Shape shape{batch.size, num_labels};
+  if (!labels->defined() || labels->shape() != shape || labels->device() != ctx_.device) {
+    *labels = Tensor(shape, DType::kFloat32, ctx_.device);
+  }
+  kernels::copy_bytes(ctx_.device, labels->data<float>(), Device::cpu(), batch.labels.data(),
+                      labels->bytes());
 }
 
 template <typename T>

@@ -32,6 +32,9 @@ class MultiTaskLoss {
 
   // Uploads the batch's labels ([batch, num_labels] float) to the device once per batch.
   Tensor upload_labels(const io::Batch& batch) const;
+  // The same into *labels, reusing its buffer when it already has the batch's shape (a captured
+  // CUDA graph of the step reads the labels from there).
+  void stage_labels(const io::Batch& batch, Tensor* labels) const;
   // logits: [batch, tasks]. Writes dL/dlogits into d_logits (allocated here) unless it is null.
   // With copy_losses_to_host (one small copy that waits for the device) task_losses and total are
   // filled in; without, the sums stay in task_loss_sums for the caller to fetch when it likes.

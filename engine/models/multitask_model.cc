@@ -93,9 +93,18 @@ bool MultiTaskModel<T>::tower_reads_shared(int task) const {
 
 template <typename T>
 Tensor MultiTaskModel<T>::forward(const io::Batch& batch) {
-  batch_ = batch.size;
+  return forward_input(input_->forward(batch));
+}
+
+template <typename T>
+Tensor MultiTaskModel<T>::forward(const StagedInput& staged) {
+  return forward_input(input_->forward(staged));
+}
+
+template <typename T>
+Tensor MultiTaskModel<T>::forward_input(const Tensor& x) {
+  batch_ = x.dim(0);
   const auto num_tasks = static_cast<std::int64_t>(towers_.size());
-  const Tensor x = input_->forward(batch);
   BackboneOutput representations = backbone_->forward(x);
   Tensor shared = representations.shared;
   if (personal_gate_) {

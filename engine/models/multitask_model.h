@@ -25,6 +25,11 @@ class MultiTaskModel {
 
   // Logits of every task, [batch, tasks] on the model's device.
   Tensor forward(const io::Batch& batch);
+  // The same in two halves (FeatureInput::stage and forward): the host checks and uploads the
+  // batch into `into`, whose buffers are reused where the shapes match; the device work reads
+  // only what was staged, so that it can be captured in a CUDA graph.
+  void stage(const io::Batch& batch, StagedInput* into) { input_->stage(batch, into); }
+  Tensor forward(const StagedInput& staged);
   // d_logits: [batch, tasks]. Accumulates every parameter's gradient (call
   // parameters().zero_gradients() between steps).
   void backward(const Tensor& d_logits);
@@ -60,6 +65,9 @@ class MultiTaskModel {
   double mu_shared() const;
 
  private:
+  // Everything after the input layer, from the [batch, input width] input matrix.
+  Tensor forward_input(const Tensor& x);
+
   ModelSpec spec_;
   kernels::Context ctx_;
   ParameterStore store_;

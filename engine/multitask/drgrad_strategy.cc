@@ -145,8 +145,7 @@ void DrgradStrategy::refresh_tables(const MultiTaskModel<float>& model,
   }
 }
 
-void DrgradStrategy::run_router(MultiTaskModel<float>& model, Optimizer<float>* optimizer,
-                                std::int64_t step) {
+void DrgradStrategy::run_router(MultiTaskModel<float>& model, Optimizer<float>* optimizer) {
   const kernels::Context& ctx = model.context();
   refresh_tables(model, optimizer);
   // (a) every inner product in one pass, (b) the coefficients: both stay in device memory.
@@ -184,18 +183,23 @@ void DrgradStrategy::run_router(MultiTaskModel<float>& model, Optimizer<float>* 
                     offsetof(kernels::RouterState, mu_own) + sizeof(double),
                 "the model copies mu' and mu'' as two adjacent doubles");
   model.copy_mixing_from(&workspace_.state()->mu_own);
+}
+
+void DrgradStrategy::after_step(std::int64_t step) {
+  // Reading the router's state waits for the device: outside the step, so that the step itself
+  // never does (and can be captured in a CUDA graph).
   if (telemetry_.is_open() && step % settings_.telemetry_every == 0) {
     write_telemetry(step, workspace_.read_state());
   }
 }
 
-void DrgradStrategy::after_backward(MultiTaskModel<float>& model, std::int64_t step) {
-  run_router(model, nullptr, step);
+void DrgradStrategy::after_backward(MultiTaskModel<float>& model, std::int64_t /*step*/) {
+  run_router(model, nullptr);
 }
 
 void DrgradStrategy::after_backward_and_step(MultiTaskModel<float>& model,
-                                             Optimizer<float>& optimizer, std::int64_t step) {
-  run_router(model, &optimizer, step);
+                                             Optimizer<float>& optimizer, std::int64_t /*step*/) {
+  run_router(model, &optimizer);
 }
 
 RouterCoefficients DrgradStrategy::last_coefficients() const {

@@ -39,6 +39,12 @@ class DrgradStrategy final : public MultiTaskStrategy {
   // other parameter, then the mixing weights. Same arithmetic as after_backward + step.
   void after_backward_and_step(MultiTaskModel<float>& model, Optimizer<float>& optimizer,
                                std::int64_t step) override;
+  // Telemetry (one JSON line every telemetry_every steps), which reads the router's state from the
+  // device.
+  void after_step(std::int64_t step) override;
+  // Nothing: the router's passes read and write device memory only, and its per-step scalars
+  // (the optimizer's rule) come from Optimizer::keep_step_scalars_in_memory.
+  std::string cuda_graph_obstacle() const override { return {}; }
   void save_state(std::map<std::string, Tensor>& tensors) const override;
   void load_state(const std::map<std::string, Tensor>& tensors,
                   MultiTaskModel<float>& model) override;
@@ -49,7 +55,7 @@ class DrgradStrategy final : public MultiTaskStrategy {
 
  private:
   // Products, coefficients, route (+ update when `optimizer` is given), updater.
-  void run_router(MultiTaskModel<float>& model, Optimizer<float>* optimizer, std::int64_t step);
+  void run_router(MultiTaskModel<float>& model, Optimizer<float>* optimizer);
   // Rebuilds the segment tables when a tower's array moved (normally only on the first step).
   void refresh_tables(const MultiTaskModel<float>& model, Optimizer<float>* optimizer);
   void write_telemetry(std::int64_t step, const kernels::RouterState& state);

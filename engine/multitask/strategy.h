@@ -35,6 +35,15 @@ class MultiTaskStrategy {
     after_backward(model, step);
     optimizer.step(model.parameters());
   }
+  // After a training step's work has been issued, outside it (never inside a captured CUDA graph):
+  // host work that reads device results, such as DRGrad's telemetry. `step` is the step issued.
+  virtual void after_step(std::int64_t step) {}
+  // Empty when the strategy's part of a step can be captured once in a CUDA graph and replayed
+  // (it reads nothing back to the host and bakes no per-step host value into its launches);
+  // otherwise the reason it cannot, for the error a user meets with training.cuda_graph = true.
+  virtual std::string cuda_graph_obstacle() const {
+    return std::string("the '") + name() + "' strategy has not been checked for CUDA graph capture";
+  }
   // State that must survive a checkpoint ("strategy/..." tensors), and its restoration (which
   // may also set model state such as the mixing weights).
   virtual void save_state(std::map<std::string, Tensor>& tensors) const {}

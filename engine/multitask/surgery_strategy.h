@@ -21,6 +21,11 @@ class SurgeryStrategy final : public MultiTaskStrategy {
   void after_backward(MultiTaskModel<float>& model, std::int64_t step) override {
     surgery_.apply(model.parameters(), {"backbone", "embeddings"});
   }
+  std::string cuda_graph_obstacle() const override {
+    return std::string(name()) +
+           " reads the tasks' Gram matrix back to the host and solves for the combination there "
+           "every step";
+  }
   const GradientSurgery& surgery() const { return surgery_; }
 
  private:

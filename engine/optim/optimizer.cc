@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <type_traits>
 
 namespace drgrad::engine {
 
@@ -30,7 +31,8 @@ std::vector<const char*> slots_of(OptimizerKind kind) {
 }  // namespace
 
 template <typename T>
-Optimizer<T>::Optimizer(const OptimizerSpec& spec, const ParameterStore& store) : spec_(spec) {
+Optimizer<T>::Optimizer(const OptimizerSpec& spec, const ParameterStore& store)
+    : spec_(spec), device_(store.device()) {
   if (!(spec.learning_rate > 0)) {
     throw std::invalid_argument("optimizer.learning_rate must be positive");
   }
@@ -53,6 +55,32 @@ Tensor& Optimizer<T>::state_of(const Parameter& parameter, const char* slot) {
   return state_.at(parameter.name + "/" + slot);
 }
 
+// The kernels read the two corrections through a pointer to the struct; the array holds them as two
+// adjacent doubles.
+static_assert(sizeof(kernels::AdamBiasCorrection) == 2 * sizeof(double) &&
+                  std::is_standard_layout_v<kernels::AdamBiasCorrection>,
+              "AdamBiasCorrection must be two adjacent doubles");
+
+template <typename T>
+void Optimizer<T>::keep_step_scalars_in_memory() {
+  if (!step_scalars_.defined()) step_scalars_ = Tensor::zeros(Shape{2}, DType::kFloat64, device_);
+}
+
+template <typename T>
+void Optimizer<T>::upload_step_scalars(std::int64_t step) {
+  if (!step_scalars_.defined()) {
+    throw std::logic_error("Optimizer::upload_step_scalars before keep_step_scalars_in_memory");
+  }
+  kernels::AdamBiasCorrection correction;
+  if (spec_.kind == OptimizerKind::kAdam) {
+    correction = kernels::adam_bias_correction(
+        {static_cast<float>(spec_.learning_rate), static_cast<float>(spec_.beta1),
+         static_cast<float>(spec_.beta2)},
+        step);
+  }
+  step_scalars_.copy_from(Tensor::from_vector<double>({2}, {correction.first, correction.second}));
+}
+
 template <typename T>
 kernels::UpdateRule Optimizer<T>::rule_for(std::int64_t step, double learning_rate) const {
   const auto rate = static_cast<float>(learning_rate);
@@ -60,11 +88,17 @@ kernels::UpdateRule Optimizer<T>::rule_for(std::int64_t step, double learning_ra
     case OptimizerKind::kSgd:
       return kernels::sgd_rule(
           {rate, static_cast<float>(spec_.momentum), static_cast<float>(spec_.weight_decay)});
-    case OptimizerKind::kAdam:
-      return kernels::adam_rule(
+    case OptimizerKind::kAdam: {
+      kernels::UpdateRule rule = kernels::adam_rule(
           {rate, static_cast<float>(spec_.beta1), static_cast<float>(spec_.beta2),
            static_cast<float>(spec_.epsilon), static_cast<float>(spec_.weight_decay)},
           step);
+      if (step_scalars_.defined()) {
+        rule.adam_correction_in_memory =
+            reinterpret_cast<const kernels::AdamBiasCorrection*>(step_scalars_.data<double>());
+      }
+      return rule;
+    }
     case OptimizerKind::kAdagrad:
       return kernels::adagrad_rule(
           {rate, static_cast<float>(spec_.epsilon), static_cast<float>(spec_.weight_decay)});

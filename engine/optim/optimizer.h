@@ -62,6 +62,15 @@ class Optimizer {
   // the optimizer (DRGrad's routed tower update) must honour skip_flag() too.
   void set_skip_flag(const std::int64_t* flag) { skip_flag_ = flag; }
   const std::int64_t* skip_flag() const { return skip_flag_; }
+  // For CUDA graphs: from now on every update (this optimizer's and the rules it hands out) reads
+  // the step-dependent scalars (Adam's bias corrections) from a small array in the parameters'
+  // device memory instead of taking them by value, so that an update captured once follows the
+  // step count on every replay. The caller then writes them before each step's updates with
+  // upload_step_scalars(steps_taken() + 1), outside any captured work (an upload of 16 bytes on
+  // the current stream). SGD and Adagrad have no such scalars; the array is kept all the same.
+  void keep_step_scalars_in_memory();
+  void upload_step_scalars(std::int64_t step);
+  bool step_scalars_in_memory() const { return step_scalars_.defined(); }
   std::int64_t steps_taken() const { return steps_; }
   void set_steps_taken(std::int64_t steps) { steps_ = steps; }
 
@@ -76,6 +85,9 @@ class Optimizer {
   std::map<std::string, Tensor> state_;
   std::set<const Parameter*> skip_next_;
   const std::int64_t* skip_flag_ = nullptr;
+  // [first, second] bias corrections (double) where keep_step_scalars_in_memory() asked for them.
+  Tensor step_scalars_;
+  Device device_;
   // The dense segments of the last step and their table (device copy on CUDA).
   std::vector<kernels::DenseUpdateSegment<T>> dense_segments_;
   kernels::DenseUpdateTable<T> dense_table_;

@@ -192,6 +192,7 @@ RunSetup prepare_run(const Config& config) {
   t.device = config.training.device;
   t.cpu_threads = static_cast<int>(config.training.cpu_threads);
   t.matmul_precision = config.training.matmul_precision;
+  t.cuda_graph = config.training.cuda_graph;
   t.run_dir = config.output.run_dir;
   t.save_checkpoints = config.output.save_checkpoints;
   t.keep_checkpoints = static_cast<int>(config.output.keep_checkpoints);

@@ -17,6 +17,7 @@
 #include "engine/metrics/evaluation_accumulator.h"
 #include "engine/train/checkpoint.h"
 #include "io/util/atomic_file.h"
+#include "kernels/core/memory.h"
 #include "kernels/dense/gemm.h"
 
 namespace drgrad::engine {
@@ -59,6 +60,8 @@ Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spe
       loss_sums_readback_(options.device, model_spec.tasks.size() * sizeof(float)),
       non_finite_readback_(options.device, sizeof(std::int64_t)) {
   if (!train_data_) throw std::invalid_argument("the trainer needs training data");
+  // A captured update reads Adam's bias corrections from device memory, written before each step.
+  if (options_.cuda_graph) optimizer_.keep_step_scalars_in_memory();
   kernels::set_cpu_blas_threads(options_.cpu_threads);
   if (options_.device.is_cpu() && options_.matmul_precision != kernels::MatmulPrecision::kFp32) {
     log_warning(std::string("training.matmul_precision = \"") +
@@ -78,17 +81,28 @@ Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spe
 }
 
 void Trainer::issue_step(const io::Batch& batch) {
+  if (options_.cuda_graph) {
+    issue_graph_step(batch);
+  } else {
+    model_.stage(batch, &eager_input_);
+    loss_.stage_labels(batch, &eager_labels_);
+    run_step_body(eager_input_, eager_labels_);
+  }
+  pending_step_ = step_ + 1;
+  pending_batch_size_ = batch.size;
+  ++step_;
+  if (strategy_) strategy_->after_step(step_);
+}
+
+void Trainer::run_step_body(const StagedInput& input, const Tensor& labels) {
   model_.parameters().zero_gradients();
-  const Tensor logits = model_.forward(batch);
-  const Tensor labels = loss_.upload_labels(batch);
+  const Tensor logits = model_.forward(input);
   Tensor d_logits;
   const LossResult result = loss_.compute(logits, labels, &d_logits, /*copy_losses_to_host=*/false);
   // The sums and the count leave for the host right behind the loss kernel, while the host goes
   // on issuing the backward pass and the updates (on the CPU the copies are done at once).
   loss_sums_readback_.start(result.task_loss_sums.data<float>(), result.task_loss_sums.bytes());
   non_finite_readback_.start(result.non_finite_losses.data<std::int64_t>(), sizeof(std::int64_t));
-  pending_step_ = step_ + 1;
-  pending_batch_size_ = batch.size;
   // Every update of this step reads the count of non-finite sample losses on the device and
   // writes nothing when it is not zero: a bad batch is refused without the host looking.
   struct SkipFlagScope {
@@ -107,7 +121,103 @@ void Trainer::issue_step(const io::Batch& batch) {
   } else {
     optimizer_.step(model_.parameters());
   }
-  ++step_;
+}
+
+std::size_t Trainer::captured_step_graphs() const {
+  std::size_t captured = 0;
+  for (const auto& [shape, entry] : step_graphs_) captured += entry.graph.empty() ? 0 : 1;
+  return captured;
+}
+
+void Trainer::check_cuda_graph_support() {
+  if (graph_support_checked_) return;
+  const char* fix = "; set training.cuda_graph = false";
+  if (!ctx_.device.is_cuda()) {
+    throw TrainingError(std::string("training.cuda_graph = true needs a CUDA device "
+                                    "(training.device = \"cuda:0\"); steps on the CPU are not "
+                                    "captured") +
+                        fix);
+  }
+  for (const auto& slot : model_spec_.slots) {
+    if (slot.backward == EmbeddingBackward::kHostPlan) {
+      throw TrainingError(
+          "training.cuda_graph = true needs model.embedding_backward = \"device_plan\" (or "
+          "\"fast_nondeterministic\"): with \"host_plan\" the host sizes every step by the "
+          "batch's distinct ids of slot '" +
+          slot.name + "', which a captured step cannot follow" + fix);
+    }
+  }
+  if (strategy_) {
+    const std::string obstacle = strategy_->cuda_graph_obstacle();
+    if (!obstacle.empty()) {
+      throw TrainingError("training.cuda_graph = true cannot capture the steps of strategy '" +
+                          std::string(strategy_->name()) + "': " + obstacle + fix +
+                          " or use strategy none or drgrad");
+    }
+  }
+  graph_support_checked_ = true;
+}
+
+void Trainer::issue_graph_step(const io::Batch& batch) {
+  check_cuda_graph_support();
+  // The shape a captured step is fixed to: samples, dense values, labels and every slot's ids.
+  std::vector<std::int64_t> shape{batch.size, static_cast<std::int64_t>(batch.dense.size()),
+                                  static_cast<std::int64_t>(batch.labels.size())};
+  for (const auto& column : batch.sparse) {
+    shape.push_back(static_cast<std::int64_t>(column.ids.size()));
+  }
+  // Adam's bias corrections of this step, read by the updates from device memory.
+  optimizer_.upload_step_scalars(optimizer_.steps_taken() + 1);
+  const auto found = step_graphs_.find(shape);
+  if (found != step_graphs_.end()) {
+    StepGraph& entry = found->second;
+    model_.stage(batch, &entry.input);
+    loss_.stage_labels(batch, &entry.labels);
+    entry.graph.launch(stream_.get());
+    // What the step's host side did while it was captured, done again for this replay: the
+    // optimizer counts the step, and both loss readbacks were issued again by the graph.
+    optimizer_.set_steps_taken(optimizer_.steps_taken() + 1);
+    loss_sums_readback_.expect_copy();
+    non_finite_readback_.expect_copy();
+    return;
+  }
+  // A shape seen before (so that its first-use work, such as matrix-product plans and library
+  // workspaces, is done) is captured while there is room; others run eagerly.
+  const bool seen_before = shape_sightings_.count(shape) != 0;
+  if (!seen_before || step_graphs_.size() >= kMaxStepGraphs) {
+    if (seen_before && !graph_limit_reported_) {
+      graph_limit_reported_ = true;
+      log_warning("training.cuda_graph: " + std::to_string(kMaxStepGraphs) +
+                  " batch shapes are captured already; steps of other shapes run without a graph "
+                  "(sparse slots whose number of ids varies from batch to batch make most batches "
+                  "a new shape)");
+    }
+    if (shape_sightings_.size() > 256) shape_sightings_.clear();  // bounded: one-off shapes
+    ++shape_sightings_[shape];
+    model_.stage(batch, &eager_input_);
+    loss_.stage_labels(batch, &eager_labels_);
+    run_step_body(eager_input_, eager_labels_);
+    return;
+  }
+  shape_sightings_.erase(shape);
+  StepGraph& entry = step_graphs_[shape];
+  model_.stage(batch, &entry.input);
+  loss_.stage_labels(batch, &entry.labels);
+  try {
+    entry.graph = kernels::CudaGraph::capture(ctx_.device, stream_.get(),
+                                              [&] { run_step_body(entry.input, entry.labels); });
+  } catch (const std::exception& error) {
+    // The step's host side ran part way without its device work: the run cannot go on.
+    step_graphs_.erase(shape);
+    throw TrainingError(std::string("could not capture the training step as a CUDA graph: ") +
+                        error.what());
+  }
+  // The capture ran the step's host side (counts, readbacks marked pending) but none of its
+  // device work: this launch is the step.
+  entry.graph.launch(stream_.get());
+  log_info("training.cuda_graph: captured the step for batches of " + std::to_string(batch.size) +
+           " samples (" + std::to_string(entry.graph.node_count()) + " graph nodes, " +
+           kernels::format_bytes(entry.graph.memory_bytes()) + " of graph memory)");
 }
 
 bool Trainer::pending_losses_ready() const {

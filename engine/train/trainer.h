@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "engine/multitask/strategy.h"
 #include "engine/optim/optimizer.h"
 #include "engine/train/batch_stream.h"
+#include "kernels/core/cuda_graph.h"
 #include "kernels/core/stream.h"
 
 namespace drgrad::engine {
@@ -33,6 +35,10 @@ struct TrainingOptions {
   int cpu_threads = 1;  // BLAS threads for CPU products (0: all cores)
   // Precision of CUDA matrix products; the CPU computes in fp32 whatever it says.
   kernels::MatmulPrecision matmul_precision = kernels::MatmulPrecision::kFp32;
+  // CUDA: capture the step once per batch shape (after one eager step of that shape) as a CUDA
+  // graph and replay it; see docs/gpu.md "CUDA graphs". Refused on the CPU, with the host
+  // embedding plan and with strategies that read back to the host.
+  bool cuda_graph = false;
   std::string run_dir;  // empty: write nothing to disk
   bool save_checkpoints = true;
   int keep_checkpoints = 2;
@@ -98,6 +104,8 @@ class Trainer {
   const Optimizer<float>& optimizer() const { return optimizer_; }
   const std::vector<Evaluation>& history() const { return history_; }
   double samples_per_second() const { return samples_per_second_; }
+  // Batch shapes whose step has been captured as a CUDA graph (training.cuda_graph).
+  std::size_t captured_step_graphs() const;
 
  private:
   ModelSpec model_spec_;
@@ -109,6 +117,20 @@ class Trainer {
   // holds nothing.
   kernels::Stream stream_;
   kernels::Context ctx_;
+  // CUDA graphs (options_.cuda_graph): for each batch shape seen twice (up to kMaxStepGraphs of
+  // them), the staged inputs that its captured step reads and the graph. Declared before the
+  // model, optimizer and strategy, whose tensors may live in a graph's memory, so that it goes
+  // last (a graph's memory outlives it anyway while tensors still hold some).
+  struct StepGraph {
+    StagedInput input;
+    Tensor labels;
+    kernels::CudaGraph graph;
+  };
+  static constexpr std::size_t kMaxStepGraphs = 4;
+  std::map<std::vector<std::int64_t>, StepGraph> step_graphs_;
+  std::map<std::vector<std::int64_t>, std::int64_t> shape_sightings_;
+  bool graph_support_checked_ = false;
+  bool graph_limit_reported_ = false;
   MultiTaskModel<float> model_;
   Optimizer<float> optimizer_;
   MultiTaskLoss<float> loss_;
@@ -126,11 +148,22 @@ class Trainer {
   kernels::HostReadback non_finite_readback_;
   std::int64_t pending_step_ = 0;  // 0: no step's losses are waiting to be looked at
   std::int64_t pending_batch_size_ = 0;
+  // The staged batch of steps that run without a graph.
+  StagedInput eager_input_;
+  Tensor eager_labels_;
 
   // Issues one step without waiting for the device: forward, loss (its sums start towards the
   // host), backward, and updates that the device skips when the loss counted a non-finite
   // sample loss.
   void issue_step(const io::Batch& batch);
+  // The device work of a step on a staged batch (what a CUDA graph captures): forward, loss and
+  // its readbacks, backward, updates. Leaves the step counts to the caller.
+  void run_step_body(const StagedInput& input, const Tensor& labels);
+  // issue_step with options_.cuda_graph: replays, captures or runs eagerly by the batch's shape.
+  void issue_graph_step(const io::Batch& batch);
+  // Throws TrainingError when this run cannot capture its steps (CPU, host embedding plan, a
+  // strategy that reads back to the host).
+  void check_cuda_graph_support();
   // The mean losses of the pending step (waiting for them if needed), or nothing when none is
   // pending. Throws TrainingError when one is not finite, after putting the step and optimizer
   // counts back to before the refused step.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/core/cublas_handle.h"
+#include "kernels/core/cublaslt_handle.h"
 #include "kernels/core/cuda_check.h"
 #include "kernels/core/launch.cuh"
 
@@ -49,6 +50,12 @@ cublasHandle_t cublas_handle_for(const Context& ctx) {
   thread_local ThreadHandles handles;
   cublasHandle_t handle = handles.for_device(device_index);
   DRGRAD_CUBLAS_CHECK(cublasSetStream(handle, stream_of(ctx)));
+  // cublasSetStream puts the handle back on cuBLAS's own workspace pool, which since CUDA 12.2
+  // allocates stream-ordered: inside a CUDA graph capture that would add the graph memory nodes
+  // of cuBLAS's choosing. The stream's cuBLASLt workspace (kept by this thread, used in stream
+  // order by both libraries) serves instead, so a captured product allocates nothing.
+  const CublasLtResources lt = cublaslt_resources_for(ctx);
+  DRGRAD_CUBLAS_CHECK(cublasSetWorkspace(handle, lt.workspace, lt.workspace_bytes));
   return handle;
 }
 

@@ -68,6 +68,10 @@ struct UpdateRule {
   AdamOptions adam;
   AdagradOptions adagrad;
   AdamBiasCorrection adam_correction;
+  // Where set, the bias corrections are read from here instead (memory on the device the update
+  // runs on), so that an update captured once in a CUDA graph follows the step count the host
+  // writes there before every replay; null: adam_correction as passed.
+  const AdamBiasCorrection* adam_correction_in_memory = nullptr;
   // The state arrays a rule reads and writes: SGD its velocity (may be null when momentum is 0),
   // Adam the first and second moments, Adagrad its accumulator.
   int state_count() const { return kind == UpdateKind::kAdam ? 2 : 1; }
@@ -139,10 +143,14 @@ DRGRAD_HOST_DEVICE inline void apply_update_rule(const UpdateRule& rule, T& weig
     case UpdateKind::kSgd:
       sgd_element(rule.sgd, weight, gradient, state_a);
       break;
-    case UpdateKind::kAdam:
-      adam_element(rule.adam, T(rule.adam_correction.first), T(rule.adam_correction.second), weight,
-                   gradient, *state_a, *state_b);
+    case UpdateKind::kAdam: {
+      const AdamBiasCorrection& correction = rule.adam_correction_in_memory != nullptr
+                                                 ? *rule.adam_correction_in_memory
+                                                 : rule.adam_correction;
+      adam_element(rule.adam, T(correction.first), T(correction.second), weight, gradient, *state_a,
+                   *state_b);
       break;
+    }
     case UpdateKind::kAdagrad:
       adagrad_element(rule.adagrad, weight, gradient, *state_a);
       break;

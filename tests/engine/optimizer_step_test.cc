@@ -150,6 +150,42 @@ TEST_CASE("optimizer leaves a parameter marked as updated alone, once", "[optimi
   CHECK(bias.value.to_vector<double>() != before);
 }
 
+TEST_CASE("optimizer reads Adam's bias corrections from memory when told to", "[optimizer]") {
+  // Two stores from the same draws: one optimizer takes the corrections by value, the other reads
+  // them from the array that upload_step_scalars writes (as a CUDA graph's replays do).
+  Random random_a(31), random_b(31);
+  ParameterStore by_value = make_store(random_a);
+  ParameterStore in_memory = make_store(random_b);
+  Optimizer<double> value_optimizer(OptimizerSpec{}, by_value);
+  Optimizer<double> memory_optimizer(OptimizerSpec{}, in_memory);
+  memory_optimizer.keep_step_scalars_in_memory();
+  CHECK(memory_optimizer.step_scalars_in_memory());
+  CHECK(memory_optimizer.next_dense_rule().adam_correction_in_memory != nullptr);
+  CHECK(value_optimizer.next_dense_rule().adam_correction_in_memory == nullptr);
+  for (int step = 1; step <= 4; ++step) {
+    fill_dense_gradients(by_value, random_a);
+    fill_dense_gradients(in_memory, random_b);
+    memory_optimizer.upload_step_scalars(memory_optimizer.steps_taken() + 1);
+    value_optimizer.step(by_value);
+    memory_optimizer.step(in_memory);
+    CHECK(weights_of(in_memory) == weights_of(by_value));
+  }
+  // The array is what counts: the corrections of another step give another update.
+  fill_dense_gradients(by_value, random_a);
+  fill_dense_gradients(in_memory, random_b);
+  memory_optimizer.upload_step_scalars(1);
+  value_optimizer.step(by_value);
+  memory_optimizer.step(in_memory);
+  CHECK(weights_of(in_memory) != weights_of(by_value));
+}
+
+TEST_CASE("optimizer refuses to upload step scalars it does not keep", "[optimizer]") {
+  Random random(5);
+  ParameterStore store = make_store(random);
+  Optimizer<double> optimizer(OptimizerSpec{}, store);
+  CHECK_THROWS_AS(optimizer.upload_step_scalars(1), std::logic_error);
+}
+
 TEST_CASE("optimizer follows a gradient array that moved", "[optimizer]") {
   Random random(12);
   ParameterStore store = make_store(random);

@@ -309,3 +309,35 @@ TEST_CASE("fit stops at the step whose loss was not finite, before its checkpoin
   CHECK(fs::exists(checkpoints / "step-000000002.ckpt"));
   CHECK_FALSE(fs::exists(checkpoints / "step-000000003.ckpt"));
 }
+
+TEST_CASE("training.cuda_graph on the CPU is refused with what to change", "[trainer]") {
+  Scenario scenario;
+  TrainingOptions options = scenario.options;
+  options.cuda_graph = true;
+  Trainer trainer = scenario.make(options);
+  CHECK_THROWS_WITH(trainer.fit(), Catch::Contains("CUDA device") &&
+                                       Catch::Contains("training.cuda_graph = false"));
+  CHECK(trainer.step() == 0);
+  CHECK(trainer.captured_step_graphs() == 0);
+}
+
+TEST_CASE("DRGrad telemetry gets one line every telemetry_every steps", "[trainer][router]") {
+  Scenario scenario;
+  scenario.model.split.enabled = true;
+  TrainingOptions options = scenario.options;
+  options.steps = 7;
+  Trainer trainer = scenario.make(options);
+  const fs::path path = scratch_dir("telemetry") / "drgrad_telemetry.jsonl";
+  DrgradSettings settings;
+  settings.telemetry_every = 2;
+  settings.telemetry_path = path.string();
+  trainer.set_strategy(std::make_unique<DrgradStrategy>(settings, trainer.model()));
+  trainer.fit();
+  std::ifstream file(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(file, line);) lines.push_back(line);
+  REQUIRE(lines.size() == 3);  // steps 2, 4 and 6
+  CHECK_THAT(lines[0], Catch::StartsWith("{\"step\": 2,"));
+  CHECK_THAT(lines[2], Catch::StartsWith("{\"step\": 6,"));
+  CHECK_THAT(lines[2], Catch::Contains("\"mu_own\""));
+}
