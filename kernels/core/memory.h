@@ -1,6 +1,9 @@
 // Raw device memory: allocation, copies between devices, zero fill. The engine's Tensor owns
 // memory through these calls and never asks which device it is on. On CUDA all of them are
-// ordered on the calling thread's current stream (kernels/core/stream.h).
+// ordered on the calling thread's current stream (kernels/core/stream.h). While the calling
+// thread captures a CUDA graph (kernels/core/cuda_graph.h) they behave as described there:
+// allocations from the graph's own memory, frees of pool memory deferred to the end of the
+// capture, uploads from pageable memory turned into constants, copies into host memory refused.
 #pragma once
 
 #include <cstddef>

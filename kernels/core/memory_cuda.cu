@@ -1,6 +1,9 @@
 // CUDA twin of kernels/core/memory.h: stream-ordered allocations from the device's default pool,
 // copies and fills on the current stream, every call checked. A failed allocation says how much
-// was asked for and how much the device had free.
+// was asked for and how much the device had free. While a CUDA graph is being captured on the
+// calling thread (kernels/core/cuda_graph.h), allocations come from the graph's own memory, frees
+// of pool memory wait for the end of the capture, uploads from pageable memory become constants of
+// the graph and copies into host memory are refused.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "kernels/core/cuda_check.h"
+#include "kernels/core/cuda_graph.h"
 #include "kernels/core/memory.h"
 #include "kernels/core/staging_ring.h"
 #include "kernels/core/stream.h"
@@ -177,6 +181,9 @@ void release(int device_index, void* pointer) {
 void* allocate_async(std::size_t bytes, void* stream) {
   if (bytes == 0) return nullptr;
   const int device_index = current_device();
+  // During a capture: from the graph's memory, never a graph memory node (tensors outlive the
+  // step, and a graph that allocates without freeing cannot be relaunched).
+  if (void* graph_memory = graph_allocate(device_index, bytes)) return graph_memory;
   prepare_default_pool(device_index);
   const cudaStream_t cuda_stream = resolve_stream(device_index, stream);
   void* pointer = nullptr;
@@ -193,7 +200,9 @@ void* allocate_async(std::size_t bytes, void* stream) {
 
 void release_async(void* pointer, void* stream) {
   if (pointer == nullptr) return;
-  DRGRAD_CUDA_CHECK(cudaFreeAsync(pointer, resolve_stream(current_device(), stream)));
+  const int device_index = current_device();
+  if (graph_release(device_index, pointer)) return;  // graph memory, or deferred by a capture
+  DRGRAD_CUDA_CHECK(cudaFreeAsync(pointer, resolve_stream(device_index, stream)));
 }
 
 void* allocate_async_on(int device_index, std::size_t bytes, void* stream) {
@@ -214,6 +223,23 @@ void copy_bytes(Device dst_device, void* dst, Device src_device, const void* src
   const Device stream_device = dst_device.is_cuda() ? dst_device : src_device;
   DRGRAD_CUDA_CHECK(cudaSetDevice(stream_device.index));
   const cudaStream_t cuda_stream = resolve_stream(stream_device.index, stream);
+  if (capturing(stream_device.index)) {
+    if (dst_device.is_cpu()) {
+      throw GraphCaptureError(
+          "copy_bytes of " + std::to_string(bytes) + " bytes from " + src_device.to_string() +
+          " into host memory: a copy to host memory cannot be inside a captured step (it "
+          "synchronises the stream, and the host would read it before the graph ever runs); read "
+          "results after CudaGraph::launch, with a HostReadback started in the step");
+    }
+    // The staging ring waits on events and reuses its bytes: a graph would replay whatever the
+    // ring holds then. The bytes are copied into the graph's own page-locked memory instead and
+    // become a constant of the graph.
+    if (src_device.is_cpu() && bytes > 0 && is_pageable_host_memory(src)) {
+      src = graph_host_constant(stream_device.index, src, bytes);
+    }
+    DRGRAD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cuda_stream));
+    return;
+  }
   if (dst_device.is_cuda() && src_device.is_cpu() && bytes > 0) {
     StagingRing& ring = staging_ring(dst_device.index);
     if (ring.fits(bytes) && is_pageable_host_memory(src)) {

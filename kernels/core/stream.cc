@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/core/cuda_graph.h"
+
 namespace drgrad::kernels {
 
 namespace {
@@ -99,15 +101,30 @@ void HostReadback::start(const void* source, std::size_t bytes, void* stream) {
     throw std::invalid_argument("HostReadback::start: " + std::to_string(bytes) +
                                 " bytes asked into a buffer of " + std::to_string(capacity_));
   }
-  if (pending_) wait();
+  const bool in_capture = capturing(device_);
+  if (pending_) {
+    if (in_capture) {
+      throw GraphCaptureError(
+          "HostReadback::start inside a CUDA graph capture while the previous copy into the "
+          "same buffer is still pending: waiting for it is a host synchronisation, which a "
+          "captured step cannot hold; wait() for it before the capture");
+    }
+    wait();
+  }
   if (bytes == 0) return;
   if (device_.is_cuda()) {
     if (stream == nullptr) stream = current_stream(device_);
     DRGRAD_CUDA_TWIN(cuda::copy_to_host_and_record(host_, source, bytes, stream, event_));
+    // Captured, the copy runs only when the graph is launched: pending from here on all the
+    // same, so that the launch right after the capture is waited for like an eager step.
     pending_ = true;
   } else {
     std::memcpy(host_, source, bytes);
   }
+}
+
+void HostReadback::expect_copy() {
+  if (device_.is_cuda() && event_ != nullptr) pending_ = true;
 }
 
 bool HostReadback::ready() const {

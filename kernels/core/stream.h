@@ -89,7 +89,16 @@ class HostReadback {
 
   // Issues the copy of `bytes` (at most the capacity; std::invalid_argument beyond it) from
   // `source` (on the device) on `stream` (nullptr: the current stream) and marks its end.
+  // Inside a CUDA graph capture (kernels/core/cuda_graph.h) the copy and its event become nodes
+  // of the graph, which issue them on every launch; the copy counts as pending from start() on,
+  // so launch the graph before ready()/wait(), and call expect_copy() after each later launch.
+  // Throws GraphCaptureError when called inside a capture while an earlier copy is still pending
+  // (waiting for it would be a host synchronisation): wait() for it before the capture.
   void start(const void* source, std::size_t bytes, void* stream = nullptr);
+  // A replay of a CUDA graph whose capture called start() has issued the copy again: marks the
+  // copy pending so that ready() and wait() look at the event the replay recorded. Nothing else
+  // (no effect on the CPU, whose copies are never replayed).
+  void expect_copy();
   // True when a copy was started and wait() has not been called since.
   bool pending() const { return pending_; }
   // True when the copy has landed (never blocks).
@@ -122,7 +131,9 @@ void* allocate_pinned(std::size_t bytes);
 void release_pinned(void* pointer);
 void* create_event(int device_index);
 void destroy_event(void* event);
-// cudaMemcpyAsync device -> host, then cudaEventRecord(event) on the same stream.
+// cudaMemcpyAsync device -> host, then cudaEventRecord(event) on the same stream (during a stream
+// capture an external event record node, cudaEventRecordExternal, so that the host can wait for
+// it after each replay).
 void copy_to_host_and_record(void* host, const void* device_source, std::size_t bytes, void* stream,
                              void* event);
 // True when the event's work is done. A "not ready" answer leaves no error behind for later

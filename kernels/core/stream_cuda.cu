@@ -53,7 +53,15 @@ void copy_to_host_and_record(void* host, const void* device_source, std::size_t 
   const auto cuda_stream = static_cast<cudaStream_t>(stream);
   DRGRAD_CUDA_CHECK(
       cudaMemcpyAsync(host, device_source, bytes, cudaMemcpyDeviceToHost, cuda_stream));
-  DRGRAD_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), cuda_stream));
+  // A plain record inside a capture only orders captured streams with each other; an external
+  // record becomes a node of the graph that records the event on every replay, which the host can
+  // then wait for. (The legacy default stream is never captured, and asking it while another
+  // stream captures is an error.)
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (cuda_stream != nullptr) DRGRAD_CUDA_CHECK(cudaStreamIsCapturing(cuda_stream, &capture));
+  DRGRAD_CUDA_CHECK(cudaEventRecordWithFlags(
+      static_cast<cudaEvent_t>(event), cuda_stream,
+      capture == cudaStreamCaptureStatusActive ? cudaEventRecordExternal : cudaEventRecordDefault));
 }
 
 bool event_done(void* event) {

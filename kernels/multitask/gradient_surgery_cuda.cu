@@ -44,7 +44,12 @@ void accumulate_task_gram(const Context& ctx, const float* gradients, std::int64
     cuda::accumulate_task_gram_on_device(ctx, gradients, tasks, n, static_cast<double*>(scratch));
     cuda::read_task_gram(ctx, static_cast<double*>(scratch), tasks, totals.data());
   } catch (...) {
-    static_cast<void>(cudaFreeAsync(scratch, stream));  // already failing: report the first error
+    // Already failing: report the first error. release_async, not cudaFreeAsync: inside a CUDA
+    // graph capture the scratch is the graph's memory (kernels/core/cuda_graph.h).
+    try {
+      release_async(scratch, stream);
+    } catch (...) {
+    }
     throw;
   }
   release_async(scratch, stream);

@@ -124,7 +124,12 @@ double dot(const Context& ctx, std::int64_t n, const float* x, const float* y) {
         cudaMemcpyAsync(&result, device_result, sizeof(double), cudaMemcpyDeviceToHost, stream));
     DRGRAD_CUDA_CHECK(cudaStreamSynchronize(stream));
   } catch (...) {
-    static_cast<void>(cudaFreeAsync(scratch, stream));  // already failing: report the first error
+    // Already failing: report the first error. release_async, not cudaFreeAsync: inside a CUDA
+    // graph capture the scratch is the graph's memory (kernels/core/cuda_graph.h).
+    try {
+      release_async(scratch, stream);
+    } catch (...) {
+    }
     throw;
   }
   release_async(scratch, stream);
