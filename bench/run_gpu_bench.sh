@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU training throughput of drgrad against its PyTorch peer (eager and torch.compile) on the same
 # data and GPU in one run, plus the device's copy-bandwidth and matrix-product ceilings; writes a
-# summary with the ratios drgrad/eager (goal 3x) and drgrad/compile (goal 1.5x) and the DRGrad
-# step's overhead over MMoE (goal <= 5%).
+# summary with the ratios drgrad/eager (goal 3x) and drgrad/compile (goal 1.5x), the DRGrad
+# step's overhead over MMoE (goal <= 5%) and what replaying the step as a CUDA graph gains (drgrad
+# runs each model eagerly, eagerly with the device embedding plan, and as a CUDA graph).
 #   bench/run_gpu_bench.sh OUT_DIR
 # Writes into OUT_DIR: summary.txt (read it first), gpu_bench.jsonl (every measurement, one JSON
 # object per line), ceilings.txt, drgrad.txt, torch_eager.txt, torch_compile.txt.
@@ -10,7 +11,9 @@
 # Environment: BUILD_DIR (default build-device; the benchmarks are built there when missing and
 # the folder holds a configured build), DEVICE (cuda), PYTHON (a Python with torch:
 # .venv-bench/bin/python when present, else python3), MODELS (gpu_train_bench's --models;
-# default all five), MODES ("eager compile"), COMPILE_MODE (torch.compile mode, "default"),
+# default all five), VARIANTS (gpu_train_bench's --variants; default eager,device_plan,graph on
+# a CUDA device, eager,device_plan elsewhere, since graphs need CUDA), MODES ("eager compile"),
+# COMPILE_MODE (torch.compile mode, "default"),
 # STEPS (100), WARMUP (20), RUNS (5), DATA_DIR (where the generated data files go; default
 # OUT_DIR/data), GPU_BENCH_BUDGET_S (seconds for the whole script, default 600; steps that would
 # pass it are skipped and said so).
@@ -32,6 +35,10 @@ if [ -z "$python" ]; then
   if [ -x .venv-bench/bin/python ]; then python=.venv-bench/bin/python; else python=python3; fi
 fi
 models="${MODELS:-census_mmoe,census_split_mmoe,census_drgrad,industrial_mmoe,industrial_drgrad}"
+case "$device" in
+  cuda*) variants="${VARIANTS:-eager,device_plan,graph}" ;;
+  *) variants="${VARIANTS:-eager,device_plan}" ;;
+esac
 modes="${MODES:-eager compile}"
 compile_mode="${COMPILE_MODE:-default}"
 steps="${STEPS:-100}"
@@ -77,7 +84,7 @@ step() {
 }
 
 note "# drgrad GPU benchmark, $(date -u '+%F %T') UTC, $(git rev-parse --short HEAD 2>/dev/null ||
-  echo '?'), device $device, models $models, modes $modes"
+  echo '?'), device $device, models $models, variants $variants, modes $modes"
 
 # --- the benchmarks (built when missing) ---------------------------------------------------------
 train_bench="$build_dir/bench/gpu_train_bench"
@@ -99,7 +106,8 @@ fi
 : >"$out_dir/ceilings.txt"
 : >"$out_dir/drgrad.txt"
 step drgrad "$out_dir/drgrad.txt" 240 "$train_bench" --device "$device" --models "$models" \
-  --steps "$steps" --warmup "$warmup" --runs "$runs" --write-data "$data_dir" --json "$jsonl"
+  --variants "$variants" --steps "$steps" --warmup "$warmup" --runs "$runs" \
+  --write-data "$data_dir" --json "$jsonl"
 if grep -q '^SKIPPED:' "$out_dir/drgrad.txt"; then
   note "SKIPPED: no CUDA device; no peer run and no ratios"
   exit 0
@@ -141,6 +149,13 @@ train = {}
 for r in records:
     if r.get("benchmark") == "gpu_train":
         train[(r["model"], r["mode"])] = r
+# drgrad's rows are named <model>, <model>+device_plan and <model>+graph; the peer's rows are
+# named <model>, and each drgrad row is set against the peer's rows of its base model.
+def base(model):
+    r = train.get((model, "drgrad"))
+    return r.get("base_model", model) if r else model
+def record(model, mode):
+    return train.get((model if mode == "drgrad" else base(model), mode))
 ceilings = [r for r in records if r.get("benchmark") == "gpu_ceiling"]
 if ceilings:
     print("ceilings (median):")
@@ -151,21 +166,21 @@ models = []
 for model, _ in train:
     if model not in models:
         models.append(model)
-print(f"{'model':<20} {'drgrad':>12} {'torch eager':>12} {'torch compile':>14} "
+width = max([20] + [len(model) for model in models])
+print(f"{'model':<{width}} {'drgrad':>12} {'torch eager':>12} {'torch compile':>14} "
       f"{'/eager':>7} {'/compile':>9}   (samples/s, medians; goals 3x and 1.5x)")
 def rate(model, mode):
-    r = train.get((model, mode))
+    r = record(model, mode)
     return r["median_samples_per_second"] if r else None
 def cell(value, width, digits=0):
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 for model in models:
     d, e, c = rate(model, "drgrad"), rate(model, "eager"), rate(model, "compile")
-    checks = [train[(model, m)]["check"]["passed"] for m in ("drgrad", "eager", "compile")
-              if (model, m) in train]
+    rows = [record(model, m) for m in ("drgrad", "eager", "compile") if record(model, m)]
+    checks = [r["check"]["passed"] for r in rows]
     # The peer must train the same model: its parameter count must equal drgrad's.
-    counts = {train[(model, m)]["config"]["parameters"] for m in ("drgrad", "eager", "compile")
-              if (model, m) in train}
-    print(f"{model:<20} {cell(d, 12)} {cell(e, 12)} {cell(c, 14)} "
+    counts = {r["config"]["parameters"] for r in rows}
+    print(f"{model:<{width}} {cell(d, 12)} {cell(e, 12)} {cell(c, 14)} "
           f"{cell(d / e if d and e else None, 7, 2)} {cell(d / c if d and c else None, 9, 2)}"
           f"{'' if all(checks) else '   A LOSS CHECK FAILED'}"
           f"{'' if len(counts) <= 1 else '   PARAMETER COUNTS DIFFER: ' + str(sorted(counts))}")
@@ -187,13 +202,25 @@ for model in models:
           f"TFLOP/s: {', '.join(parts)}")
 for r in records:
     if r.get("benchmark") == "gpu_train_overhead":
-        line = (f"{r['shape']}: DRGrad step {100 * r['drgrad_step_overhead']:+.1f}% against MMoE "
+        graph = r.get("variant") == "graph"
+        line = (f"{r['shape']}{' with CUDA graphs' if graph else ''}: DRGrad step "
+                f"{100 * r['drgrad_step_overhead']:+.1f}% against MMoE "
                 f"(goal <= +5%: {'met' if r['met'] else 'NOT met'})")
-        for mode in ("eager", "compile"):
+        for mode in ("eager", "compile") if not graph else ():
             m, g = rate(f"{r['shape']}_mmoe", mode), rate(f"{r['shape']}_drgrad", mode)
             if m and g:
                 line += f"; torch {mode} {100 * (m / g - 1):+.1f}%"
         print(line)
+# What replaying the step as a CUDA graph gains, in samples/s, over drgrad's eager steps.
+for r in records:
+    if r.get("benchmark") == "gpu_train_graph_speedup":
+        over = []
+        if "graph_speedup_over_device_plan" in r:
+            over.append(f"{r['graph_speedup_over_device_plan']:.2f}x the device_plan eager step")
+        if "graph_speedup_over_eager" in r:
+            over.append(f"{r['graph_speedup_over_eager']:.2f}x the eager step")
+        print(f"{r['model']}: CUDA graph step {over[0]}"
+              f"{f' ({over[1]})' if len(over) > 1 else ''}")
 PYTHON
 note "# finished in $(($(date +%s) - start_s))s"
 exit 0

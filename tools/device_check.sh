@@ -9,8 +9,9 @@
 # Environment: BUILD_DIR (default build-device; reused when it already holds a configured build),
 # CUDA_ARCHITECTURES (default 90), JOBS (default: all cores), DEVICE_CHECK_BUDGET_S (default 540,
 # seconds for the whole script; keep it under the device tool's per-command limit),
-# GPU_BENCH_MODELS / GPU_BENCH_MODES / GPU_BENCH_STEPS (what bench/run_gpu_bench.sh runs here:
-# default census_mmoe,census_drgrad,industrial_mmoe, "eager compile", 50 steps).
+# GPU_BENCH_MODELS / GPU_BENCH_VARIANTS / GPU_BENCH_MODES / GPU_BENCH_STEPS (what
+# bench/run_gpu_bench.sh runs here: default census_mmoe,census_drgrad,industrial_mmoe,
+# eager,device_plan,graph, "eager compile", 30 steps).
 set -uo pipefail
 
 if [ $# -ne 1 ]; then
@@ -223,8 +224,15 @@ fi
 
 # --- benchmarks ---------------------------------------------------------------------------------
 # The GPU benchmarks and their PyTorch peer in one run (bench/run_gpu_bench.sh): the ceilings,
-# drgrad's and torch's samples/s and the ratios. Its data files stay in the build folder; its
-# summary lines join summary.txt and its JSON lines become bench.jsonl.
+# drgrad's and torch's samples/s and the ratios, and drgrad's step eager, with the device
+# embedding plan and as a CUDA graph. Its data files stay in the build folder; its summary lines
+# join summary.txt and its JSON lines become bench.jsonl.
+# Steps: the three variants triple drgrad's rows (3 models -> 9). To keep the step's training
+# steps about what they were (drgrad 3 rows and the peer's eager and compile 3 each, at 10 warm-up
+# + 3 runs x 50 steps: 9 x 160 = 1440), each timed run is now 30 steps (15 rows x 100 = 1500);
+# drgrad and the peer keep the same counts, so that they stay comparable. The 3 runs stay (a
+# median needs three) and so do the 10 warm-up steps (the graph is captured on the second, and
+# first-use costs such as cuBLAS plans and torch's first steps stay out of the clock).
 bench_log="$out_dir/bench.log"
 gpu_bench_dir="$build_dir/gpu-bench"
 if [ -x "$build_dir/bench/gpu_train_bench" ]; then
@@ -236,7 +244,8 @@ if [ -x "$build_dir/bench/gpu_train_bench" ]; then
     run_step gpu-bench "$bench_log" "$gpu_bench_limit" env BUILD_DIR="$build_dir" \
       DATA_DIR="$build_dir/gpu-bench-data" GPU_BENCH_BUDGET_S="$((gpu_bench_limit - 10))" \
       MODELS="${GPU_BENCH_MODELS:-census_mmoe,census_drgrad,industrial_mmoe}" \
-      MODES="${GPU_BENCH_MODES:-eager compile}" STEPS="${GPU_BENCH_STEPS:-50}" WARMUP=10 RUNS=3 \
+      VARIANTS="${GPU_BENCH_VARIANTS:-eager,device_plan,graph}" \
+      MODES="${GPU_BENCH_MODES:-eager compile}" STEPS="${GPU_BENCH_STEPS:-30}" WARMUP=10 RUNS=3 \
       PYTHON="${GPU_BENCH_PYTHON:-python3}" "$root/bench/run_gpu_bench.sh" "$gpu_bench_dir"
   else
     record gpu-bench skipped 0 "no time left in the ${budget_s}s budget"
