@@ -209,6 +209,14 @@ TEST_CASE("a NaN batch is refused inside a replayed step", "[gpu][cuda_graph]") 
   for (const auto& parameter : trainer->model().parameters().all()) {
     before.push_back(parameter->value.to_vector<float>());
   }
+  // Adam's moments and DRGrad's mixing weights must stay too: a pass that ignored the skip flag
+  // could change them without moving a parameter.
+  std::vector<std::vector<float>> state_before;
+  for (const auto& [name, tensor] : trainer->optimizer().state()) {
+    state_before.push_back(tensor.to_vector<float>());
+  }
+  const double mu_own_before = trainer->model().mu_own();
+  const double mu_shared_before = trainer->model().mu_shared();
   const std::int64_t steps_before = trainer->step();
   const std::int64_t optimizer_steps_before = trainer->optimizer().steps_taken();
   io::Batch bad = data.batches[0];
@@ -221,6 +229,13 @@ TEST_CASE("a NaN batch is refused inside a replayed step", "[gpu][cuda_graph]") 
     INFO(parameter->name);
     CHECK(parameter->value.to_vector<float>() == before[p++]);
   }
+  std::size_t s = 0;
+  for (const auto& [name, tensor] : trainer->optimizer().state()) {
+    INFO(name);
+    CHECK(tensor.to_vector<float>() == state_before[s++]);
+  }
+  CHECK(trainer->model().mu_own() == mu_own_before);
+  CHECK(trainer->model().mu_shared() == mu_shared_before);
   // Training goes on from there, still replaying.
   const auto losses = trainer->train_step(data.batches[1]);
   for (const double loss : losses) CHECK(std::isfinite(loss));
