@@ -45,6 +45,12 @@ class DrgradStrategy final : public MultiTaskStrategy {
   // Nothing: the router's passes read and write device memory only, and its per-step scalars
   // (the optimizer's rule) come from Optimizer::keep_step_scalars_in_memory.
   std::string cuda_graph_obstacle() const override { return {}; }
+  void rebuild_tables_next_step() override {
+    product_segments_.clear();
+    product_table_ = {};
+    apply_segments_.clear();
+    apply_table_ = {};
+  }
   void save_state(std::map<std::string, Tensor>& tensors) const override;
   void load_state(const std::map<std::string, Tensor>& tensors,
                   MultiTaskModel<float>& model) override;

@@ -44,6 +44,10 @@ class MultiTaskStrategy {
   virtual std::string cuda_graph_obstacle() const {
     return std::string("the '") + name() + "' strategy has not been checked for CUDA graph capture";
   }
+  // Drops cached device tables (segment tables of parameter arrays) so that the next step builds
+  // them afresh: the trainer calls it before capturing a step, for the reason given at
+  // Optimizer::rebuild_tables_next_step.
+  virtual void rebuild_tables_next_step() {}
   // State that must survive a checkpoint ("strategy/..." tensors), and its restoration (which
   // may also set model state such as the mixing weights).
   virtual void save_state(std::map<std::string, Tensor>& tensors) const {}

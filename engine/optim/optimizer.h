@@ -70,6 +70,15 @@ class Optimizer {
   // the current stream). SGD and Adagrad have no such scalars; the array is kept all the same.
   void keep_step_scalars_in_memory();
   void upload_step_scalars(std::int64_t step);
+  // Drops the cached segment tables, so that the next step() builds them afresh. Before a CUDA
+  // graph capture: the tables are then built inside it, in the graph's own memory, and no later
+  // rebuild (which frees the old table) can take a table from under a graph that reads it.
+  void rebuild_tables_next_step() {
+    dense_segments_.clear();
+    dense_table_ = {};
+    row_segments_.clear();
+    row_table_ = {};
+  }
   bool step_scalars_in_memory() const { return step_scalars_.defined(); }
   std::int64_t steps_taken() const { return steps_; }
   void set_steps_taken(std::int64_t steps) { steps_ = steps; }

@@ -203,6 +203,10 @@ void Trainer::issue_graph_step(const io::Batch& batch) {
   StepGraph& entry = step_graphs_[shape];
   model_.stage(batch, &entry.input);
   loss_.stage_labels(batch, &entry.labels);
+  // The segment tables are built inside the capture, in the graph's own memory (see
+  // Optimizer::rebuild_tables_next_step).
+  optimizer_.rebuild_tables_next_step();
+  if (strategy_) strategy_->rebuild_tables_next_step();
   try {
     entry.graph = kernels::CudaGraph::capture(ctx_.device, stream_.get(),
                                               [&] { run_step_body(entry.input, entry.labels); });

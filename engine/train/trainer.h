@@ -81,7 +81,11 @@ class Trainer {
 
   // A multi-task strategy applied between backward and the optimizer step (none: plain sum of
   // the task losses' gradients).
+  // Captured CUDA graphs hold the previous strategy's passes and memory: they are dropped.
   void set_strategy(std::unique_ptr<MultiTaskStrategy> strategy) {
+    step_graphs_.clear();
+    shape_sightings_.clear();
+    graph_support_checked_ = false;
     strategy_ = std::move(strategy);
   }
 
