@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -94,9 +95,11 @@ engine::ModelSpec small_model(const io::Schema& schema, bool drgrad,
   return spec;
 }
 
-std::unique_ptr<engine::Trainer> make_trainer(const GraphData& data, const engine::ModelSpec& spec,
-                                              bool drgrad, bool cuda_graph) {
+std::unique_ptr<engine::Trainer> make_trainer(
+    const GraphData& data, const engine::ModelSpec& spec, bool drgrad, bool cuda_graph,
+    engine::OptimizerKind kind = engine::OptimizerKind::kAdam) {
   engine::OptimizerSpec optimizer;  // Adam: its bias corrections change every step
+  optimizer.kind = kind;
   engine::TrainingOptions training;
   training.batch_size = kBatch;
   training.seed = 5;
@@ -123,8 +126,9 @@ struct Run {
   std::size_t graphs = 0;
 };
 
-Run train(const GraphData& data, const engine::ModelSpec& spec, bool drgrad, bool cuda_graph) {
-  auto trainer = make_trainer(data, spec, drgrad, cuda_graph);
+Run train(const GraphData& data, const engine::ModelSpec& spec, bool drgrad, bool cuda_graph,
+          engine::OptimizerKind kind) {
+  auto trainer = make_trainer(data, spec, drgrad, cuda_graph, kind);
   Run run;
   for (std::int64_t step = 0; step < kSteps; ++step) {
     run.losses.push_back(trainer->train_step(batch_of_step(data, step)));
@@ -153,11 +157,12 @@ double worst_relative(const std::vector<std::vector<float>>& a,
   return worst;
 }
 
-void check_graph_matches_eager(bool drgrad, engine::EmbeddingBackward backward) {
+void check_graph_matches_eager(bool drgrad, engine::EmbeddingBackward backward,
+                               engine::OptimizerKind kind = engine::OptimizerKind::kAdam) {
   const GraphData data = make_data();
   const engine::ModelSpec spec = small_model(data.schema, drgrad, backward);
-  const Run eager = train(data, spec, drgrad, false);
-  const Run graph = train(data, spec, drgrad, true);
+  const Run eager = train(data, spec, drgrad, false, kind);
+  const Run graph = train(data, spec, drgrad, true, kind);
   // The full and the short shape were both seen twice, so both were captured.
   CHECK(eager.graphs == 0);
   CHECK(graph.graphs == 2);
@@ -195,6 +200,89 @@ TEST_CASE("MMoE steps replayed from CUDA graphs match eager steps", "[gpu][cuda_
 TEST_CASE("DRGrad steps replayed from CUDA graphs match eager steps", "[gpu][cuda_graph]") {
   DRGRAD_REQUIRE_GPU();
   check_graph_matches_eager(true, engine::EmbeddingBackward::kDevicePlan);
+}
+
+TEST_CASE("Adagrad steps replayed from CUDA graphs match eager steps", "[gpu][cuda_graph]") {
+  DRGRAD_REQUIRE_GPU();
+  check_graph_matches_eager(false, engine::EmbeddingBackward::kDevicePlan,
+                            engine::OptimizerKind::kAdagrad);
+}
+
+TEST_CASE("fit with evaluations and checkpoints between replays, and a resume, match eager",
+          "[gpu][cuda_graph]") {
+  DRGRAD_REQUIRE_GPU();
+  const GraphData data = make_data();
+  const engine::ModelSpec spec =
+      small_model(data.schema, true, engine::EmbeddingBackward::kDevicePlan);
+  // Batches of 50 over 384 samples: seven full batches and one of 34 per epoch, so both shapes are
+  // captured, and evaluations and checkpoints (eager work) fall between replays.
+  constexpr std::int64_t kFitBatch = 50;
+  const auto run_dir = [](bool cuda_graph) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     (cuda_graph ? "drgrad_graph_fit_graph" : "drgrad_graph_fit_eager");
+    std::filesystem::remove_all(dir);
+    return dir.string();
+  };
+  const auto make = [&](bool cuda_graph, const std::string& dir) {
+    engine::TrainingOptions training;
+    training.batch_size = kFitBatch;
+    training.epochs = 6;
+    training.eval_every = 10;
+    training.checkpoint_every = 16;
+    training.keep_checkpoints = 0;
+    training.seed = 9;
+    training.device = Device::cuda(0);
+    training.show_progress = false;
+    training.run_dir = dir;
+    training.cuda_graph = cuda_graph;
+    auto train =
+        std::make_unique<engine::InMemoryBatchStream>(data.schema, data.all, kFitBatch, true, 3);
+    auto eval = std::make_unique<engine::InMemoryBatchStream>(data.schema, data.all, 128, false, 3);
+    auto trainer = std::make_unique<engine::Trainer>(spec, engine::OptimizerSpec{}, training,
+                                                     std::move(train), std::move(eval));
+    engine::DrgradSettings settings;
+    settings.telemetry_every = 0;
+    trainer->set_strategy(std::make_unique<engine::DrgradStrategy>(settings, trainer->model()));
+    return trainer;
+  };
+  const auto parameters = [](engine::Trainer& trainer) {
+    std::vector<std::vector<float>> values;
+    for (const auto& parameter : trainer.model().parameters().all()) {
+      values.push_back(parameter->value.to_vector<float>());
+    }
+    return values;
+  };
+  const std::string eager_dir = run_dir(false), graph_dir = run_dir(true);
+  auto eager = make(false, eager_dir);
+  auto graph = make(true, graph_dir);
+  const engine::Evaluation eager_final = eager->fit();
+  const engine::Evaluation graph_final = graph->fit();
+  CHECK(graph->captured_step_graphs() == 2);
+  CHECK(graph->step() == eager->step());
+  CHECK(worst_relative(parameters(*graph), parameters(*eager)) <= 1e-4);
+  REQUIRE(graph->history().size() == eager->history().size());
+  for (std::size_t k = 0; k < eager_final.tasks.size(); ++k) {
+    CHECK(graph_final.tasks[k].auc == Approx(eager_final.tasks[k].auc).epsilon(1e-4));
+    CHECK(graph_final.tasks[k].mean_loss == Approx(eager_final.tasks[k].mean_loss).epsilon(1e-4));
+  }
+  // Resumed from the step-16 checkpoint, the graph run continues like the eager one.
+  const auto checkpoint = [](const std::string& dir) {
+    return (std::filesystem::path(dir) / "checkpoints" / "step-000000016.ckpt").string();
+  };
+  auto eager_resumed = make(false, eager_dir);
+  auto graph_resumed = make(true, graph_dir);
+  eager_resumed->restore_checkpoint(checkpoint(eager_dir));
+  graph_resumed->restore_checkpoint(checkpoint(graph_dir));
+  // 14 steps: the short shape (steps 6 and 13) is captured again too.
+  for (std::int64_t step = 0; step < 14; ++step) {
+    const auto expected = eager_resumed->train_step(batch_of_step(data, step));
+    const auto got = graph_resumed->train_step(batch_of_step(data, step));
+    for (std::size_t k = 0; k < expected.size(); ++k) {
+      CHECK(got[k] == Approx(expected[k]).epsilon(1e-5));
+    }
+  }
+  CHECK(graph_resumed->captured_step_graphs() == 2);
+  CHECK(worst_relative(parameters(*graph_resumed), parameters(*eager_resumed)) <= 1e-4);
 }
 
 TEST_CASE("a NaN batch is refused inside a replayed step", "[gpu][cuda_graph]") {
