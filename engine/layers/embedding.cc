@@ -4,10 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <numeric>
 
-#include "kernels/core/memory.h"
 #include "kernels/embedding/embedding_plan.h"
 #include "kernels/vector/vector_ops.h"
 
@@ -181,19 +179,12 @@ namespace {
 // already has that shape there.
 template <typename V>
 void upload_into(const std::vector<V>& values, const Shape& shape, Device device, Tensor* target) {
-  const std::int64_t numel =
-      std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>());
-  if (static_cast<std::int64_t>(values.size()) != numel) {
+  target->ensure(shape, dtype_of<V>(), device);
+  if (static_cast<std::int64_t>(values.size()) != target->numel()) {
     throw std::invalid_argument("staging " + std::to_string(values.size()) + " values as " +
                                 shape_to_string(shape));
   }
-  if (!target->defined() || target->shape() != shape || target->dtype() != dtype_of<V>() ||
-      target->device() != device) {
-    *target = Tensor(shape, dtype_of<V>(), device);
-  }
-  if (!values.empty()) {
-    kernels::copy_bytes(device, target->data<V>(), Device::cpu(), values.data(), target->bytes());
-  }
+  if (!values.empty()) target->copy_from_host(values.data());
 }
 }  // namespace
 

@@ -18,12 +18,8 @@ template <typename T>
 void MultiTaskLoss<T>::stage_labels(const io::Batch& batch, Tensor* labels) const {
   const std::int64_t num_labels =
       batch.size ? static_cast<std::int64_t>(batch.labels.size()) / batch.size : 0;
-  const Shape shape{batch.size, num_labels};
-  if (!labels->defined() || labels->shape() != shape || labels->device() != ctx_.device) {
-    *labels = Tensor(shape, DType::kFloat32, ctx_.device);
-  }
-  kernels::copy_bytes(ctx_.device, labels->data<float>(), Device::cpu(), batch.labels.data(),
-                      labels->bytes());
+  labels->ensure(Shape{batch.size, num_labels}, DType::kFloat32, ctx_.device);
+  labels->copy_from_host(batch.labels.data());
 }
 
 template <typename T>

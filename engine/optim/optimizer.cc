@@ -78,7 +78,8 @@ void Optimizer<T>::upload_step_scalars(std::int64_t step) {
          static_cast<float>(spec_.beta2)},
         step);
   }
-  step_scalars_.copy_from(Tensor::from_vector<double>({2}, {correction.first, correction.second}));
+  const double values[2] = {correction.first, correction.second};
+  step_scalars_.copy_from_host(values);
 }
 
 template <typename T>

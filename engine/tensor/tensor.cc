@@ -120,6 +120,16 @@ void Tensor::copy_from(const Tensor& source) {
   kernels::copy_bytes(device_, data_, source.device_, source.data_, bytes());
 }
 
+void Tensor::copy_from_host(const void* host) {
+  kernels::copy_bytes(device_, data_, Device::cpu(), host, bytes());
+}
+
+void Tensor::ensure(const Shape& shape, DType dtype, Device device) {
+  if (!defined() || shape_ != shape || dtype_ != dtype || device_ != device) {
+    *this = Tensor(shape, dtype, device);
+  }
+}
+
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
   check_dtype(dtype_of<T>());

@@ -65,6 +65,12 @@ class Tensor {
   Tensor clone() const;
   Tensor to(Device device) const;
   void copy_from(const Tensor& source);  // same shape and dtype, any devices
+  // Copies bytes() of ordinary host memory into this tensor, on whatever device it is.
+  void copy_from_host(const void* host);
+  // Makes this a tensor of `shape` and `dtype` on `device`: keeps its memory when it already is
+  // one (so that a reader of a fixed buffer, such as a captured CUDA graph, goes on reading it),
+  // else allocates. The contents are whatever was there.
+  void ensure(const Shape& shape, DType dtype, Device device);
   // Copies to the host and returns the values (for tests, metrics, checkpoints).
   template <typename T>
   std::vector<T> to_vector() const;

@@ -81,12 +81,26 @@ Trainer::Trainer(const ModelSpec& model_spec, const OptimizerSpec& optimizer_spe
 }
 
 void Trainer::issue_step(const io::Batch& batch) {
-  if (options_.cuda_graph) {
-    issue_graph_step(batch);
+  // With training.cuda_graph: the graph of the batch's shape, to replay or to capture now; none
+  // when the step runs eagerly.
+  StepGraph* graph = options_.cuda_graph ? step_graph_for(batch) : nullptr;
+  StagedInput& input = graph != nullptr ? graph->input : eager_input_;
+  Tensor& labels = graph != nullptr ? graph->labels : eager_labels_;
+  model_.stage(batch, &input);
+  loss_.stage_labels(batch, &labels);
+  // Adam's bias corrections of this step, read by the updates from device memory.
+  if (options_.cuda_graph) optimizer_.upload_step_scalars(optimizer_.steps_taken() + 1);
+  if (graph == nullptr) {
+    run_step_body(input, labels);
+  } else if (graph->graph.empty()) {
+    capture_step(*graph, batch.size);
   } else {
-    model_.stage(batch, &eager_input_);
-    loss_.stage_labels(batch, &eager_labels_);
-    run_step_body(eager_input_, eager_labels_);
+    graph->graph.launch(stream_.get());
+    // What the step's host side did while it was captured, done again for this replay: the
+    // optimizer counts the step, and both loss readbacks were issued again by the graph.
+    optimizer_.set_steps_taken(optimizer_.steps_taken() + 1);
+    loss_sums_readback_.expect_copy();
+    non_finite_readback_.expect_copy();
   }
   pending_step_ = step_ + 1;
   pending_batch_size_ = batch.size;
@@ -158,7 +172,7 @@ void Trainer::check_cuda_graph_support() {
   graph_support_checked_ = true;
 }
 
-void Trainer::issue_graph_step(const io::Batch& batch) {
+Trainer::StepGraph* Trainer::step_graph_for(const io::Batch& batch) {
   check_cuda_graph_support();
   // The shape a captured step is fixed to: samples, dense values, labels and every slot's ids.
   std::vector<std::int64_t> shape{batch.size, static_cast<std::int64_t>(batch.dense.size()),
@@ -166,62 +180,47 @@ void Trainer::issue_graph_step(const io::Batch& batch) {
   for (const auto& column : batch.sparse) {
     shape.push_back(static_cast<std::int64_t>(column.ids.size()));
   }
-  // Adam's bias corrections of this step, read by the updates from device memory.
-  optimizer_.upload_step_scalars(optimizer_.steps_taken() + 1);
   const auto found = step_graphs_.find(shape);
-  if (found != step_graphs_.end()) {
-    StepGraph& entry = found->second;
-    model_.stage(batch, &entry.input);
-    loss_.stage_labels(batch, &entry.labels);
-    entry.graph.launch(stream_.get());
-    // What the step's host side did while it was captured, done again for this replay: the
-    // optimizer counts the step, and both loss readbacks were issued again by the graph.
-    optimizer_.set_steps_taken(optimizer_.steps_taken() + 1);
-    loss_sums_readback_.expect_copy();
-    non_finite_readback_.expect_copy();
-    return;
-  }
+  if (found != step_graphs_.end()) return &found->second;
   // A shape seen before (so that its first-use work, such as matrix-product plans and library
   // workspaces, is done) is captured while there is room; others run eagerly.
-  const bool seen_before = shape_sightings_.count(shape) != 0;
-  if (!seen_before || step_graphs_.size() >= kMaxStepGraphs) {
-    if (seen_before && !graph_limit_reported_) {
-      graph_limit_reported_ = true;
-      log_warning("training.cuda_graph: " + std::to_string(kMaxStepGraphs) +
-                  " batch shapes are captured already; steps of other shapes run without a graph "
-                  "(sparse slots whose number of ids varies from batch to batch make most batches "
-                  "a new shape)");
-    }
-    if (shape_sightings_.size() > 256) shape_sightings_.clear();  // bounded: one-off shapes
-    ++shape_sightings_[shape];
-    model_.stage(batch, &eager_input_);
-    loss_.stage_labels(batch, &eager_labels_);
-    run_step_body(eager_input_, eager_labels_);
-    return;
+  const bool seen_before = shapes_seen_.count(shape) != 0;
+  if (seen_before && step_graphs_.size() < kMaxStepGraphs) {
+    shapes_seen_.erase(shape);
+    return &step_graphs_[shape];
   }
-  shape_sightings_.erase(shape);
-  StepGraph& entry = step_graphs_[shape];
-  model_.stage(batch, &entry.input);
-  loss_.stage_labels(batch, &entry.labels);
+  if (seen_before && !graph_limit_reported_) {
+    graph_limit_reported_ = true;
+    log_warning("training.cuda_graph: " + std::to_string(kMaxStepGraphs) +
+                " batch shapes are captured already; steps of other shapes run without a graph "
+                "(sparse slots whose number of ids varies from batch to batch make most batches "
+                "a new shape)");
+  }
+  if (shapes_seen_.size() > 256) shapes_seen_.clear();  // bounded: one-off shapes
+  shapes_seen_.insert(shape);
+  return nullptr;
+}
+
+void Trainer::capture_step(StepGraph& graph, std::int64_t batch_size) {
   // The segment tables are built inside the capture, in the graph's own memory (see
   // Optimizer::rebuild_tables_next_step).
   optimizer_.rebuild_tables_next_step();
   if (strategy_) strategy_->rebuild_tables_next_step();
   try {
-    entry.graph = kernels::CudaGraph::capture(ctx_.device, stream_.get(),
-                                              [&] { run_step_body(entry.input, entry.labels); });
+    graph.graph = kernels::CudaGraph::capture(ctx_.device, stream_.get(),
+                                              [&] { run_step_body(graph.input, graph.labels); });
   } catch (const std::exception& error) {
     // The step's host side ran part way without its device work: the run cannot go on.
-    step_graphs_.erase(shape);
+    std::erase_if(step_graphs_, [&](const auto& entry) { return &entry.second == &graph; });
     throw TrainingError(std::string("could not capture the training step as a CUDA graph: ") +
                         error.what());
   }
   // The capture ran the step's host side (counts, readbacks marked pending) but none of its
   // device work: this launch is the step.
-  entry.graph.launch(stream_.get());
-  log_info("training.cuda_graph: captured the step for batches of " + std::to_string(batch.size) +
-           " samples (" + std::to_string(entry.graph.node_count()) + " graph nodes, " +
-           kernels::format_bytes(entry.graph.memory_bytes()) + " of graph memory)");
+  graph.graph.launch(stream_.get());
+  log_info("training.cuda_graph: captured the step for batches of " + std::to_string(batch_size) +
+           " samples (" + std::to_string(graph.graph.node_count()) + " graph nodes, " +
+           kernels::format_bytes(graph.graph.memory_bytes()) + " of graph memory)");
 }
 
 bool Trainer::pending_losses_ready() const {

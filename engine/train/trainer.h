@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,7 +85,7 @@ class Trainer {
   // Captured CUDA graphs hold the previous strategy's passes and memory: they are dropped.
   void set_strategy(std::unique_ptr<MultiTaskStrategy> strategy) {
     step_graphs_.clear();
-    shape_sightings_.clear();
+    shapes_seen_.clear();
     graph_support_checked_ = false;
     strategy_ = std::move(strategy);
   }
@@ -132,7 +133,7 @@ class Trainer {
   };
   static constexpr std::size_t kMaxStepGraphs = 4;
   std::map<std::vector<std::int64_t>, StepGraph> step_graphs_;
-  std::map<std::vector<std::int64_t>, std::int64_t> shape_sightings_;
+  std::set<std::vector<std::int64_t>> shapes_seen_;  // seen once, not captured
   bool graph_support_checked_ = false;
   bool graph_limit_reported_ = false;
   MultiTaskModel<float> model_;
@@ -163,8 +164,11 @@ class Trainer {
   // The device work of a step on a staged batch (what a CUDA graph captures): forward, loss and
   // its readbacks, backward, updates. Leaves the step counts to the caller.
   void run_step_body(const StagedInput& input, const Tensor& labels);
-  // issue_step with options_.cuda_graph: replays, captures or runs eagerly by the batch's shape.
-  void issue_graph_step(const io::Batch& batch);
+  // With options_.cuda_graph: the graph of the batch's shape (captured already, or to capture
+  // now: a shape seen before while fewer than kMaxStepGraphs are), or null for an eager step.
+  StepGraph* step_graph_for(const io::Batch& batch);
+  // Captures run_step_body on the graph's staged buffers and launches it (the step).
+  void capture_step(StepGraph& graph, std::int64_t batch_size);
   // Throws TrainingError when this run cannot capture its steps (CPU, host embedding plan, a
   // strategy that reads back to the host).
   void check_cuda_graph_support();

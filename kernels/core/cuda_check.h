@@ -39,6 +39,13 @@ class DeviceOutOfMemoryError : public CudaError {
 [[noreturn]] void throw_cuda_error(int code, const char* call, const char* file, int line);
 [[noreturn]] void throw_cublas_error(int status, const char* call, const char* file, int line);
 
+// A device allocation of `bytes` by `call` on cuda:`device_index` failed with `status` (a
+// cudaError_t, as int): clears the error (allocation failures are not sticky) and throws
+// DeviceOutOfMemoryError with format_out_of_memory's message (free and total memory read now)
+// when memory ran out, CudaError otherwise (a lost device, say). Defined in memory_cuda.cu.
+[[noreturn]] void throw_allocation_failure(int status, const char* call, int device_index,
+                                           std::size_t bytes);
+
 // Devices visible to the CUDA runtime; 0 when the driver or device is missing (never throws).
 int device_count();
 

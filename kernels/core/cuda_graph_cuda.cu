@@ -59,26 +59,6 @@ Registry& registry() {
   return *instance;
 }
 
-// An allocation for graph memory failed. No device synchronisation and no retry through the
-// pool's cached blocks here (a capture may be running); the pool is trimmed of what it can give
-// back without waiting, and the caller tries once more.
-[[noreturn]] void throw_chunk_failure(cudaError_t status, int device_index, std::size_t bytes) {
-  cudaGetLastError();  // an allocation failure is not sticky; clear it for later checks
-  const std::string call = "cudaMalloc (memory of a CUDA graph)";
-  if (status != cudaErrorMemoryAllocation) {
-    throw CudaError("CUDA error " + describe(status) + " in " + call + " of " +
-                    std::to_string(bytes) + " bytes on " + device_name(device_index));
-  }
-  std::size_t free_bytes = 0, total_bytes = 0;
-  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
-    cudaGetLastError();
-    free_bytes = total_bytes = 0;
-  }
-  throw DeviceOutOfMemoryError(
-      format_out_of_memory(Device::cuda(device_index), call, bytes, free_bytes, total_bytes), bytes,
-      free_bytes, total_bytes);
-}
-
 // The memory one captured graph owns. Created by capture_graph, owned by its CudaGraph, and, once
 // the CudaGraph is gone while blocks are still held (orphaned), by the registry until the last
 // block is released. Every member is guarded by the registry's mutex.
@@ -112,7 +92,9 @@ class GraphArena {
       cudaGetLastError();
       status = cudaMalloc(&pointer, bytes);
     }
-    if (status != cudaSuccess) throw_chunk_failure(status, device_index_, bytes);
+    if (status != cudaSuccess) {
+      throw_allocation_failure(status, "cudaMalloc (memory of a CUDA graph)", device_index_, bytes);
+    }
     const auto base = reinterpret_cast<std::uintptr_t>(pointer);
     registry().chunks.emplace(base, Registry::Range{base + bytes, this});
     return base;

@@ -22,11 +22,8 @@
 
 namespace drgrad::kernels::cuda {
 
-namespace {
-// Turns a failed allocation into DeviceOutOfMemoryError (lack of memory) or CudaError (any other
-// failure, such as a lost device), with the free and total memory read right after the failure.
-[[noreturn]] void throw_allocation_failure(cudaError_t status, const char* call, int device_index,
-                                           std::size_t bytes) {
+void throw_allocation_failure(int code, const char* call, int device_index, std::size_t bytes) {
+  const auto status = static_cast<cudaError_t>(code);
   cudaGetLastError();  // an allocation failure is not sticky; clear it for later checks
   if (status != cudaErrorMemoryAllocation) {
     throw CudaError(std::string("CUDA error ") + cudaGetErrorName(status) + " (" +
@@ -43,6 +40,7 @@ namespace {
       free_bytes, total_bytes);
 }
 
+namespace {
 // The default pool of each device this process has touched gets its release threshold raised
 // once: by default the pool gives freed memory back to the device at every synchronisation, and a
 // training step that frees and allocates the same sizes every step would pay for it each time.
