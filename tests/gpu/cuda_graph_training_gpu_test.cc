@@ -19,6 +19,7 @@
 #include "engine/train/trainer.h"
 #include "io/generators/mmoe_generator.h"
 #include "tests/gpu/gpu_test_support.h"
+#include "tests/gpu/gpu_training_support.h"
 
 namespace {
 
@@ -48,11 +49,7 @@ GraphData make_data() {
   options.binary_labels = true;
   io::GeneratedData generated = io::generate_mmoe(options);
   GraphData data{generated.schema, generated.batch, {}};
-  for (std::int64_t b = 0; b < kDistinctBatches; ++b) {
-    std::vector<std::int64_t> rows(static_cast<std::size_t>(kBatch));
-    for (std::int64_t i = 0; i < kBatch; ++i) rows[i] = b * kBatch + i;
-    data.batches.push_back(io::gather_rows(data.all, rows));
-  }
+  data.batches = drgrad::gpu_test::consecutive_batches(data.all, kBatch, kDistinctBatches);
   for (std::int64_t b = 0; b < 2; ++b) {
     std::vector<std::int64_t> rows(static_cast<std::size_t>(kShortBatch));
     for (std::int64_t i = 0; i < kShortBatch; ++i) rows[i] = (b * 97 + i * 5) % (kBatch * 4);
@@ -70,20 +67,8 @@ const io::Batch& batch_of_step(const GraphData& data, std::int64_t step) {
 
 engine::ModelSpec small_model(const io::Schema& schema, bool drgrad,
                               engine::EmbeddingBackward backward) {
-  engine::ModelSpec spec;
+  engine::ModelSpec spec = drgrad::gpu_test::spec_for_schema(schema, 4, backward);
   spec.backbone = engine::BackboneKind::kMmoe;
-  spec.num_dense = static_cast<std::int64_t>(schema.num_dense());
-  for (const auto& slot_schema : schema.sparse_slots) {
-    engine::EmbeddingSlotSpec slot;
-    slot.name = slot_schema.name;
-    slot.vocabulary_size = slot_schema.vocabulary_size;
-    slot.dim = 4;
-    slot.backward = backward;
-    spec.slots.push_back(slot);
-  }
-  for (std::size_t t = 0; t < schema.labels.size(); ++t) {
-    spec.tasks.push_back({schema.labels[t], static_cast<int>(t)});
-  }
   spec.num_experts = 4;
   spec.expert_units = {16};
   spec.tower_units = {8};

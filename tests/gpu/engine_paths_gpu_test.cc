@@ -16,6 +16,7 @@
 #include "engine/train/trainer.h"
 #include "io/generators/mmoe_generator.h"
 #include "tests/gpu/gpu_test_support.h"
+#include "tests/gpu/gpu_training_support.h"
 
 namespace {
 
@@ -52,33 +53,15 @@ PathData make_data() {
   options.binary_labels = true;
   const io::GeneratedData generated = io::generate_mmoe(options);
   PathData data{generated.schema, generated.batch, {}, {}};
-  for (std::int64_t b = 0; b < kSteps; ++b) {
-    std::vector<std::int64_t> rows(static_cast<std::size_t>(kBatch));
-    for (std::int64_t i = 0; i < kBatch; ++i) rows[i] = b * kBatch + i;
-    data.batches.push_back(io::gather_rows(data.train, rows));
-  }
-  std::vector<std::int64_t> eval_rows(256);
-  for (std::int64_t i = 0; i < 256; ++i) eval_rows[i] = kBatch * kSteps + i;
-  data.eval = io::gather_rows(data.train, eval_rows);
+  data.batches = drgrad::gpu_test::consecutive_batches(data.train, kBatch, kSteps);
+  data.eval = drgrad::gpu_test::consecutive_batches(data.train, 256, 1, kBatch * kSteps).front();
   return data;
 }
 
 engine::ModelSpec spec_for(const PathCase& c, const io::Schema& schema) {
-  engine::ModelSpec spec;
+  engine::ModelSpec spec =
+      drgrad::gpu_test::spec_for_schema(schema, 4, c.embedding_backward, c.pooling);
   spec.backbone = c.backbone;
-  spec.num_dense = static_cast<std::int64_t>(schema.num_dense());
-  for (const auto& slot_schema : schema.sparse_slots) {
-    engine::EmbeddingSlotSpec slot;
-    slot.name = slot_schema.name;
-    slot.vocabulary_size = slot_schema.vocabulary_size;
-    slot.dim = 4;
-    slot.pooling = c.pooling;
-    slot.backward = c.embedding_backward;
-    spec.slots.push_back(slot);
-  }
-  for (std::size_t t = 0; t < schema.labels.size(); ++t) {
-    spec.tasks.push_back({schema.labels[t], static_cast<int>(t)});
-  }
   spec.bottom_units = {16, 8};
   spec.num_experts = 3;
   spec.expert_units = {12, 8};
